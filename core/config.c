@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Table-driven flags and environment. Each option names its flag, its env var and its default;
+ * loading applies default, then env (a bad env value is warned about and ignored, as Go's
+ * helpers do), then argv (a bad flag value is an error).
+ */
+#include "core/config.h"
+#include "platform/err.h"
+#include "platform/log.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_type { T_STR, T_BOOL, T_U16, T_DUR };
+
+struct opt {
+    const char *flag; /* without the leading dashes */
+    const char *env;  /* NULL when flag-only */
+    enum opt_type type;
+    size_t off;
+    const char *def;
+    bool supported; /* false: accepted but the feature is not built yet */
+    const char *help;
+};
+
+#define O(f) offsetof(struct nb_config, f)
+
+static const struct opt opts[] = {
+    {"log-level", "NB_PROXY_LOG_LEVEL", T_STR, O(log_level), "info", true,
+     "panic,fatal,error,warn,info,debug,trace"},
+    {"debug", "NB_PROXY_DEBUG_LOGS", T_BOOL, O(debug_logs), "false", true,
+     "deprecated: same as --log-level debug"},
+    {"mgmt", "NB_PROXY_MANAGEMENT_ADDRESS", T_STR, O(mgmt_addr), "https://api.netbird.io:443",
+     false, "management server URL"},
+    {"addr", "NB_PROXY_ADDRESS", T_STR, O(addr), ":443", false, "main TLS listener"},
+    {"domain", "NB_PROXY_DOMAIN", T_STR, O(domain), "", false, "proxy domain (cluster)"},
+    {"cert-dir", "NB_PROXY_CERTIFICATE_DIRECTORY", T_STR, O(cert_dir), "./certs", false,
+     "certificate directory / ACME cache"},
+    {"cert-file", "NB_PROXY_CERTIFICATE_FILE", T_STR, O(cert_file), "tls.crt", false,
+     "certificate file in cert-dir"},
+    {"cert-key-file", "NB_PROXY_CERTIFICATE_KEY_FILE", T_STR, O(cert_key_file), "tls.key", false,
+     "key file in cert-dir"},
+    {"acme-certs", "NB_PROXY_ACME_CERTIFICATES", T_BOOL, O(acme_certs), "false", false,
+     "obtain certificates with ACME"},
+    {"acme-addr", "NB_PROXY_ACME_ADDRESS", T_STR, O(acme_addr), ":80", false,
+     "http-01 challenge listener"},
+    {"acme-dir", "NB_PROXY_ACME_DIRECTORY", T_STR, O(acme_dir),
+     "https://acme-v02.api.letsencrypt.org/directory", false, "ACME directory URL"},
+    {"acme-eab-kid", "NB_PROXY_ACME_EAB_KID", T_STR, O(acme_eab_kid), "", false, "EAB key id"},
+    {"acme-eab-hmac-key", "NB_PROXY_ACME_EAB_HMAC_KEY", T_STR, O(acme_eab_hmac_key), "", false,
+     "EAB HMAC key (base64url)"},
+    {"acme-challenge-type", "NB_PROXY_ACME_CHALLENGE_TYPE", T_STR, O(acme_challenge_type),
+     "tls-alpn-01", false, "tls-alpn-01 or http-01"},
+    {"cert-lock-method", "NB_PROXY_CERT_LOCK_METHOD", T_STR, O(cert_lock_method), "auto", false,
+     "auto, flock, k8s-lease"},
+    {"wildcard-cert-dir", "NB_PROXY_WILDCARD_CERT_DIR", T_STR, O(wildcard_cert_dir), "", false,
+     "wildcard certificates (ACME mode)"},
+    {"debug-endpoint", "NB_PROXY_DEBUG_ENDPOINT", T_BOOL, O(debug_endpoint), "false", false,
+     "serve the debug endpoint"},
+    {"debug-endpoint-addr", "NB_PROXY_DEBUG_ENDPOINT_ADDRESS", T_STR, O(debug_endpoint_addr),
+     "localhost:8444", false, "debug endpoint address"},
+    {"health-addr", "NB_PROXY_HEALTH_ADDRESS", T_STR, O(health_addr), "localhost:8080", false,
+     "health and metrics server (empty: off)"},
+    {"forwarded-proto", "NB_PROXY_FORWARDED_PROTO", T_STR, O(forwarded_proto), "auto", false,
+     "auto, http, https"},
+    {"trusted-proxies", "NB_PROXY_TRUSTED_PROXIES", T_STR, O(trusted_proxies), "", false,
+     "comma-separated CIDRs"},
+    {"wg-port", "NB_PROXY_WG_PORT", T_U16, O(wg_port), "0", true,
+     "WireGuard UDP port (0 = random)"},
+    {"proxy-protocol", "NB_PROXY_PROXY_PROTOCOL", T_BOOL, O(proxy_protocol), "false", false,
+     "accept PROXY protocol v1/v2"},
+    {"preshared-key", "NB_PROXY_PRESHARED_KEY", T_STR, O(preshared_key), "", true,
+     "WireGuard preshared key for every peer"},
+    {"supports-custom-ports", "NB_PROXY_SUPPORTS_CUSTOM_PORTS", T_BOOL, O(supports_custom_ports),
+     "true", true, "capability"},
+    {"require-subdomain", "NB_PROXY_REQUIRE_SUBDOMAIN", T_BOOL, O(require_subdomain), "false", true,
+     "capability"},
+    {"private", "NB_PROXY_PRIVATE", T_BOOL, O(private_mode), "false", false,
+     "per-account tunnel listeners"},
+    {"max-dial-timeout", "NB_PROXY_MAX_DIAL_TIMEOUT", T_DUR, O(max_dial_timeout_ms), "0", true,
+     "cap for per-target dial timeouts"},
+    {"max-session-idle-timeout", "NB_PROXY_MAX_SESSION_IDLE_TIMEOUT", T_DUR,
+     O(max_session_idle_timeout_ms), "0", true, "cap for L4 idle timeouts"},
+    {"geo-data-dir", "NB_PROXY_GEO_DATA_DIR", T_STR, O(geo_data_dir),
+     "/var/lib/netbird/geolocation", false, "GeoLite2 directory"},
+    {"crowdsec-api-url", "NB_PROXY_CROWDSEC_API_URL", T_STR, O(crowdsec_api_url), "", false,
+     "CrowdSec LAPI URL"},
+    {"crowdsec-api-key", "NB_PROXY_CROWDSEC_API_KEY", T_STR, O(crowdsec_api_key), "", false,
+     "CrowdSec LAPI key"},
+    {"config", "NB_PROXY_CONFIG", T_STR, O(config_file), "", true,
+     "standalone JSON configuration (accounts and mappings)"},
+    {"version", NULL, T_BOOL, O(version), "false", true, "print the version and exit"},
+    {"help", NULL, T_BOOL, O(help), "false", true, "print this help and exit"},
+};
+
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+int nb_parse_bool(const char *s, bool *out)
+{
+    static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
+    for (size_t i = 0; i < 6; i++) {
+        if (strcmp(s, t[i]) == 0) {
+            *out = true;
+            return NB_OK;
+        }
+        if (strcmp(s, f[i]) == 0) {
+            *out = false;
+            return NB_OK;
+        }
+    }
+    return NB_E_PARSE;
+}
+
+int nb_parse_duration_ms(const char *s, uint64_t *ms)
+{
+    /* Go's time.ParseDuration: [-+]?([0-9]*(\.[0-9]*)?[a-z]+)+, or "0". Negative rejected. */
+    static const struct {
+        const char *unit;
+        double ms;
+    } units[] = {{"ns", 1e-6}, {"us", 1e-3}, {"\xc2\xb5s", 1e-3}, {"ms", 1},
+                 {"s", 1e3},   {"m", 60e3},  {"h", 3600e3}};
+    if (s == NULL || *s == '\0')
+        return NB_E_PARSE;
+    if (*s == '+')
+        s++;
+    if (strcmp(s, "0") == 0) {
+        *ms = 0;
+        return NB_OK;
+    }
+    double total = 0;
+    while (*s) {
+        double v = 0, frac = 0, scale = 1;
+        bool digits = false;
+        while (*s >= '0' && *s <= '9') {
+            v = v * 10 + (*s++ - '0');
+            digits = true;
+        }
+        if (*s == '.') {
+            s++;
+            while (*s >= '0' && *s <= '9') {
+                frac = frac * 10 + (*s++ - '0');
+                scale *= 10;
+                digits = true;
+            }
+        }
+        if (!digits)
+            return NB_E_PARSE;
+        size_t best = 0;
+        double mul = -1;
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+            size_t n = strlen(units[i].unit);
+            if (strncmp(s, units[i].unit, n) == 0 && n > best) {
+                best = n;
+                mul = units[i].ms;
+            }
+        }
+        if (mul < 0)
+            return NB_E_PARSE;
+        s += best;
+        total += (v + frac / scale) * mul;
+        if (total > 9.2e15)
+            return NB_E_PARSE;
+    }
+    *ms = (uint64_t)(total + 0.5);
+    return NB_OK;
+}
+
+static int set_value(struct nb_config *c, const struct opt *o, const char *v)
+{
+    void *field = (char *)c + o->off;
+    switch (o->type) {
+    case T_STR: {
+        char *dup = strdup(v);
+        if (dup == NULL)
+            return NB_E_NOMEM;
+        free(*(char **)field);
+        *(char **)field = dup;
+        return NB_OK;
+    }
+    case T_BOOL:
+        return nb_parse_bool(v, (bool *)field);
+    case T_U16: {
+        char *end;
+        unsigned long n = strtoul(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || n > 65535)
+            return NB_E_PARSE;
+        *(uint16_t *)field = (uint16_t)n;
+        return NB_OK;
+    }
+    case T_DUR:
+        return nb_parse_duration_ms(v, (uint64_t *)field);
+    }
+    return NB_E_INVAL;
+}
+
+static const struct opt *find_flag(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (strlen(opts[i].flag) == len && strncmp(opts[i].flag, name, len) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+int nb_config_load(struct nb_config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < NOPTS; i++)
+        if (set_value(c, &opts[i], opts[i].def) != NB_OK) {
+            snprintf(err, errlen, "internal: bad default for --%s", opts[i].flag);
+            return NB_E_INVAL;
+        }
+    for (size_t i = 0; i < NOPTS; i++) {
+        const char *v = opts[i].env ? getenv(opts[i].env) : NULL;
+        if (v == NULL)
+            continue;
+        if (set_value(c, &opts[i], v) != NB_OK) {
+            /* Go's env helpers warn and keep the default. */
+            nb_warn("config", "ignoring %s: cannot parse %s", opts[i].env,
+                    opts[i].type == T_BOOL ? "bool" : "value");
+            set_value(c, &opts[i], opts[i].def);
+        }
+    }
+    int i = 1;
+    if (i < argc && strcmp(argv[i], "proxy") == 0)
+        i++;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || a[1] == '\0') {
+            snprintf(err, errlen, "unexpected argument \"%s\"", a);
+            return NB_E_INVAL;
+        }
+        a += a[1] == '-' ? 2 : 1;
+        const char *eq = strchr(a, '=');
+        size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+        const struct opt *o = find_flag(a, nlen);
+        if (o == NULL) {
+            snprintf(err, errlen, "unknown flag: --%.*s", (int)nlen, a);
+            return NB_E_INVAL;
+        }
+        const char *v = eq ? eq + 1 : NULL;
+        if (v == NULL) {
+            if (o->type == T_BOOL) {
+                v = "true";
+            } else if (i + 1 < argc) {
+                v = argv[++i];
+            } else {
+                snprintf(err, errlen, "flag needs an argument: --%s", o->flag);
+                return NB_E_INVAL;
+            }
+        }
+        int rc = set_value(c, o, v);
+        if (rc != NB_OK) {
+            snprintf(err, errlen, "invalid value \"%s\" for flag --%s", v, o->flag);
+            return NB_E_INVAL;
+        }
+    }
+    if (nb_log_level_parse(c->log_level) < 0) {
+        snprintf(err, errlen, "invalid log level \"%s\"", c->log_level);
+        return NB_E_INVAL;
+    }
+    if (strcmp(c->forwarded_proto, "auto") != 0 && strcmp(c->forwarded_proto, "http") != 0 &&
+        strcmp(c->forwarded_proto, "https") != 0) {
+        snprintf(err, errlen, "invalid --forwarded-proto \"%s\": must be auto, http or https",
+                 c->forwarded_proto);
+        return NB_E_INVAL;
+    }
+    return NB_OK;
+}
+
+void nb_config_free(struct nb_config *c)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].type == T_STR) {
+            char **p = (char **)((char *)c + opts[i].off);
+            free(*p);
+            *p = NULL;
+        }
+}
+
+static bool is_default(const struct nb_config *c, const struct opt *o)
+{
+    const char *field = (const char *)c + o->off;
+    struct nb_config d;
+    memset(&d, 0, sizeof d);
+    if (set_value(&d, o, o->def) != NB_OK)
+        return true;
+    const char *dfield = (const char *)&d + o->off;
+    switch (o->type) {
+    case T_STR: {
+        char *dv = *(char *const *)dfield;
+        bool same = strcmp(*(char *const *)field, dv) == 0;
+        free(dv);
+        return same;
+    }
+    case T_BOOL:
+        return *(const bool *)field == *(const bool *)dfield;
+    case T_U16:
+        return *(const uint16_t *)field == *(const uint16_t *)dfield;
+    case T_DUR:
+        return *(const uint64_t *)field == *(const uint64_t *)dfield;
+    }
+    return true;
+}
+
+void nb_config_warn_unsupported(const struct nb_config *c)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (!opts[i].supported && !is_default(c, &opts[i]))
+            nb_warn("config", "--%s (%s) is accepted but not supported yet; ignoring it",
+                    opts[i].flag, opts[i].env ? opts[i].env : "no env");
+}
+
+void nb_config_usage(FILE *out)
+{
+    fprintf(out, "Usage: nbproxy [proxy] [flags]\n\nFlags (flag > env > default):\n");
+    for (size_t i = 0; i < NOPTS; i++)
+        fprintf(out, "  --%-26s %-34s default \"%s\"%s\n      %s\n", opts[i].flag,
+                opts[i].env ? opts[i].env : "", opts[i].def,
+                opts[i].supported ? "" : " (not supported yet)", opts[i].help);
+}

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef NB_CORE_CONFIG_H
+#define NB_CORE_CONFIG_H
+
+/*
+ * Process configuration: netbird-proxy's flags and environment variables (spec/proxy.md §1.2,
+ * §1.3) with the same names, defaults and precedence (flag > env > default), plus nbproxy's own
+ * (--config, --access-log...). Every recognised option is stored even when the feature behind it
+ * is not built yet; nb_config_warn_unsupported() names those in the log.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct nb_config {
+    /* logging */
+    char *log_level; /* --log-level / NB_PROXY_LOG_LEVEL, "info" */
+    bool debug_logs; /* --debug / NB_PROXY_DEBUG_LOGS */
+    /* management and listeners */
+    char *mgmt_addr;   /* --mgmt / NB_PROXY_MANAGEMENT_ADDRESS */
+    char *addr;        /* --addr / NB_PROXY_ADDRESS, ":443" */
+    char *domain;      /* --domain / NB_PROXY_DOMAIN */
+    char *health_addr; /* --health-addr / NB_PROXY_HEALTH_ADDRESS, "localhost:8080" */
+    /* certificates */
+    char *cert_dir;
+    char *cert_file;
+    char *cert_key_file;
+    bool acme_certs;
+    char *acme_addr;
+    char *acme_dir;
+    char *acme_eab_kid;
+    char *acme_eab_hmac_key;
+    char *acme_challenge_type;
+    char *cert_lock_method;
+    char *wildcard_cert_dir;
+    /* debug endpoint */
+    bool debug_endpoint;
+    char *debug_endpoint_addr;
+    /* forwarding */
+    char *forwarded_proto;
+    char *trusted_proxies;
+    /* WireGuard / embedded peer */
+    uint16_t wg_port;
+    bool proxy_protocol;
+    char *preshared_key;
+    bool supports_custom_ports;
+    bool require_subdomain;
+    bool private_mode;
+    uint64_t max_dial_timeout_ms;
+    uint64_t max_session_idle_timeout_ms;
+    char *geo_data_dir;
+    char *crowdsec_api_url;
+    char *crowdsec_api_key;
+    /* nbproxy's own */
+    char *config_file; /* --config / NB_PROXY_CONFIG: standalone JSON config */
+    bool version;      /* --version */
+    bool help;         /* --help */
+};
+
+/* Fills defaults, then env, then argv (argv[0] skipped; a leading "proxy" subcommand is
+ * accepted). On error returns NB_E_INVAL and writes a one-line reason into err. */
+int nb_config_load(struct nb_config *c, int argc, char **argv, char *err, size_t errlen);
+void nb_config_free(struct nb_config *c);
+/* Logs (warn) every option that is set to a non-default value but not implemented yet. */
+void nb_config_warn_unsupported(const struct nb_config *c);
+/* Prints the flag table (name, env, default) for --help. */
+void nb_config_usage(FILE *out);
+
+/* Go duration syntax ("300ms", "1h2m", "1.5s", "0"). NB_OK or NB_E_PARSE. */
+int nb_parse_duration_ms(const char *s, uint64_t *ms);
+/* Go strconv.ParseBool. NB_OK or NB_E_PARSE. */
+int nb_parse_bool(const char *s, bool *out);
+
+#endif

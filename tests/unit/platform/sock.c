@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "platform/addr.h"
+#include "platform/err.h"
+#include "platform/loop.h"
+#include "platform/sock.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define TOTAL (4u << 20)
+
+struct side {
+    struct nb_stream *s;
+    uint64_t rx;
+    uint64_t tx;
+    bool eof;
+    bool connected;
+    const char *err;
+    int drains;
+    uint32_t rx_check; /* running pattern check */
+    bool bad;
+    bool echo;
+};
+
+static struct nb_loop *loop;
+static struct side server, client;
+
+static uint8_t pat(uint64_t i)
+{
+    return (uint8_t)(i * 2654435761u >> 13);
+}
+
+static void s_data(void *arg, struct nb_stream *s, const uint8_t *d, size_t n)
+{
+    struct side *x = arg;
+    if (x->echo) {
+        assert_int_equal(nb_stream_write(s, d, n), NB_OK);
+        if (nb_stream_write_full(s))
+            nb_stream_pause(s, true);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            if (d[i] != pat(x->rx + i))
+                x->bad = true;
+    }
+    x->rx += n;
+}
+
+static void s_eof(void *arg, struct nb_stream *s)
+{
+    struct side *x = arg;
+    x->eof = true;
+    if (x->echo)
+        nb_stream_shutdown(s);
+}
+
+static void s_drain(void *arg, struct nb_stream *s)
+{
+    struct side *x = arg;
+    x->drains++;
+    if (x->echo)
+        nb_stream_pause(s, false);
+}
+
+static void s_error(void *arg, struct nb_stream *s, const char *err)
+{
+    ((struct side *)arg)->err = err;
+}
+
+static void s_connect(void *arg, struct nb_stream *s, const char *err)
+{
+    struct side *x = arg;
+    x->connected = err == NULL;
+    x->err = err;
+}
+
+static const struct nb_stream_cbs cbs = {s_data, s_eof, s_drain, s_error, s_connect};
+
+static void on_accept(void *arg, struct nb_listener *l, struct nb_stream *s)
+{
+    server.s = s;
+    nb_stream_set_cbs(s, &cbs, &server);
+}
+
+static void pump_client(void)
+{
+    uint8_t buf[65536];
+    while (client.tx < TOTAL && !nb_stream_write_full(client.s)) {
+        size_t n = TOTAL - client.tx < sizeof buf ? TOTAL - client.tx : sizeof buf;
+        for (size_t i = 0; i < n; i++)
+            buf[i] = pat(client.tx + i);
+        assert_int_equal(nb_stream_write(client.s, buf, n), NB_OK);
+        client.tx += n;
+    }
+    if (client.tx == TOTAL) {
+        nb_stream_shutdown(client.s);
+        client.tx++;
+    }
+}
+
+static struct nb_listener *listen_local(uint16_t *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t l;
+    struct nb_listener *lst;
+    nb_addr_parse("127.0.0.1:0", &ss, &l);
+    assert_int_equal(nb_tcp_listen(loop, (struct sockaddr *)&ss, 16, on_accept, NULL, &lst), 0);
+    assert_int_equal(lst->vt->addr(lst, &ss), 0);
+    *port = nb_addr_port((struct sockaddr *)&ss);
+    return lst;
+}
+
+static void test_echo_with_backpressure_and_half_close(void **state)
+{
+    uint16_t port;
+    loop = nb_loop_new();
+    memset(&server, 0, sizeof server);
+    memset(&client, 0, sizeof client);
+    server.echo = true;
+    struct nb_listener *lst = listen_local(&port);
+    struct sockaddr_storage ss;
+    nb_addr_from_ip("127.0.0.1", port, &ss, NULL);
+    assert_int_equal(nb_tcp_connect(loop, (struct sockaddr *)&ss, 2000, &cbs, &client, &client.s),
+                     0);
+    uint64_t start = nb_now_ms();
+    while (!(client.eof && server.eof) && client.err == NULL && nb_now_ms() - start < 20000) {
+        if (client.connected)
+            pump_client();
+        nb_loop_run_once(loop, 50);
+    }
+    assert_null(client.err);
+    assert_true(client.connected);
+    assert_true(server.eof);
+    assert_true(client.eof);
+    assert_int_equal(client.rx, TOTAL);
+    assert_int_equal(server.rx, TOTAL);
+    assert_false(client.bad);
+    /* 4 MiB through 256 KiB high-water marks: the writer must have been held back. */
+    assert_true(client.drains > 0);
+    nb_stream_close(client.s, false);
+    nb_stream_close(server.s, false);
+    nb_listener_close(lst);
+    for (int i = 0; i < 5; i++)
+        nb_loop_run_once(loop, 10);
+    assert_int_equal(nb_tcp_streams_live(), 0);
+    nb_loop_free(loop);
+}
+
+static void test_paused_reader_bounds_writer(void **state)
+{
+    uint16_t port;
+    loop = nb_loop_new();
+    memset(&server, 0, sizeof server);
+    memset(&client, 0, sizeof client);
+    struct nb_listener *lst = listen_local(&port);
+    struct sockaddr_storage ss;
+    nb_addr_from_ip("127.0.0.1", port, &ss, NULL);
+    assert_int_equal(nb_tcp_connect(loop, (struct sockaddr *)&ss, 2000, &cbs, &client, &client.s),
+                     0);
+    while (!client.connected || server.s == NULL)
+        nb_loop_run_once(loop, 50);
+    nb_stream_pause(server.s, true);
+    /* Write until the stream says stop; the kernel buffers fill, then our queue. */
+    uint64_t start = nb_now_ms();
+    while (!nb_stream_write_full(client.s) && nb_now_ms() - start < 5000) {
+        pump_client();
+        nb_loop_run_once(loop, 5);
+    }
+    assert_true(nb_stream_write_full(client.s));
+    assert_true(nb_stream_queued(client.s) >= NB_STREAM_HIGH_WATER);
+    assert_true(nb_stream_queued(client.s) < NB_STREAM_HIGH_WATER + 65536);
+    assert_int_equal(client.drains, 0);
+    nb_stream_pause(server.s, false);
+    start = nb_now_ms();
+    while (client.drains == 0 && nb_now_ms() - start < 5000)
+        nb_loop_run_once(loop, 5);
+    assert_int_equal(client.drains, 1);
+    assert_false(server.bad);
+    nb_stream_close(client.s, true);
+    nb_stream_close(server.s, true);
+    nb_listener_close(lst);
+    for (int i = 0; i < 5; i++)
+        nb_loop_run_once(loop, 10);
+    assert_int_equal(nb_tcp_streams_live(), 0);
+    nb_loop_free(loop);
+}
+
+static void test_connect_refused_reports_error(void **state)
+{
+    uint16_t port;
+    loop = nb_loop_new();
+    memset(&client, 0, sizeof client);
+    struct nb_listener *lst = listen_local(&port);
+    nb_listener_close(lst); /* the port is now closed */
+    struct sockaddr_storage ss;
+    nb_addr_from_ip("127.0.0.1", port, &ss, NULL);
+    assert_int_equal(nb_tcp_connect(loop, (struct sockaddr *)&ss, 2000, &cbs, &client, &client.s),
+                     0);
+    uint64_t start = nb_now_ms();
+    while (client.err == NULL && nb_now_ms() - start < 3000)
+        nb_loop_run_once(loop, 50);
+    assert_string_equal(client.err, "connection refused");
+    assert_false(client.connected);
+    nb_stream_close(client.s, false);
+    nb_loop_run_once(loop, 0);
+    assert_int_equal(nb_tcp_streams_live(), 0);
+    nb_loop_free(loop);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_echo_with_backpressure_and_half_close),
+        cmocka_unit_test(test_paused_reader_bounds_writer),
+        cmocka_unit_test(test_connect_refused_reports_error),
+    };
+    return cmocka_run_group_tests_name("platform/sock", tests, NULL, NULL);
+}
