@@ -318,8 +318,8 @@ static int parse_device(const cJSON *w, const char *where, struct nb_account_con
     int i = 0;
     cJSON_ArrayForEach(p, peers)
     {
-        char pw[128];
-        snprintf(pw, sizeof pw, "%s.peers[%d]", where, i);
+        char pw[192];
+        snprintf(pw, sizeof pw, "%.128s.peers[%d]", where, i);
         a->n_peers = (uint32_t)i + 1;
         if ((rc = parse_peer(p, pw, &a->peers[i], e)))
             return rc;
@@ -656,7 +656,7 @@ static int parse_mapping(const cJSON *m, const char *where, struct nb_mapping *m
         {
             static const char *const pkeys[] = {"path", "target", "options", NULL};
             char pw[160];
-            snprintf(pw, sizeof pw, "%s.path[%d]", where, i);
+            snprintf(pw, sizeof pw, "%.64s.path[%d]", where, i);
             struct nb_path_mapping *pm = &map->paths[i];
             map->n_paths = (uint32_t)++i;
             if (!cJSON_IsObject(p))
@@ -668,7 +668,7 @@ static int parse_mapping(const cJSON *m, const char *where, struct nb_mapping *m
             const cJSON *o = field(p, "options", NULL);
             if (o && !cJSON_IsNull(o)) {
                 char ow[200];
-                snprintf(ow, sizeof ow, "%s.options", pw);
+                snprintf(ow, sizeof ow, "%.160s.options", pw);
                 if ((rc = parse_options(o, ow, &pm->options, e)))
                     return rc;
             }

@@ -1,0 +1,470 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Accounts, services and the apply step. A tcp service owns a host listener and the
+ * connections accepted on it; each connection first dials the target through its account's
+ * dialer (the client is paused meanwhile, so nothing is read before the backend is there, as
+ * the reference does for pure per-port routers), then hands both streams to an nb_relay.
+ *
+ * Ownership: services own their connections; a connection owns its streams until the relay
+ * takes them. Removing a service cancels its connections at once (spec/proxy.md §3.7: "removing
+ * a route cancels all active relays of that service").
+ */
+#include "core/proxy.h"
+#include "core/relay.h"
+#include "platform/addr.h"
+#include "platform/err.h"
+#include "platform/log.h"
+#include "platform/loop.h"
+#include "platform/sock.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_DIAL_MS    30000u
+#define DEFAULT_MAX_RELAYS 4096u
+
+struct account {
+    struct account *next;
+    char *id;
+    struct nb_dialer dialer;
+};
+
+struct service;
+
+struct conn {
+    struct conn *next;
+    struct conn **pprev;
+    struct service *svc;
+    struct nb_stream *client;
+    struct nb_stream *backend;
+    struct nb_relay *relay;
+    struct nb_timer dial_timer;
+    struct nb_defer defer;
+    char client_addr[NB_ADDRSTRLEN];
+};
+
+struct service {
+    struct service *next;
+    struct nb_proxy *proxy;
+    char *id;
+    char *account_id;
+    struct account *account;
+    int32_t port;
+    struct sockaddr_storage target;
+    uint32_t dial_timeout_ms;
+    uint32_t idle_timeout_ms;
+    struct nb_listener *listener;
+    struct conn *conns;
+    uint32_t nconns;
+};
+
+struct nb_proxy {
+    struct nb_loop *loop;
+    struct nb_proxy_opts opts;
+    struct account *accounts;
+    struct service *services;
+    bool draining;
+    struct nb_proxy_stats st;
+};
+
+static int errf(char *err, size_t len, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int errf(char *err, size_t len, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && len)
+        vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+struct nb_proxy *nb_proxy_new(struct nb_loop *loop, const struct nb_proxy_opts *opts)
+{
+    struct nb_proxy *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->loop = loop;
+    if (opts)
+        p->opts = *opts;
+    if (p->opts.max_relays_per_router == 0)
+        p->opts.max_relays_per_router = DEFAULT_MAX_RELAYS;
+    return p;
+}
+
+int nb_proxy_add_account(struct nb_proxy *p, const char *id, const struct nb_dialer *dialer)
+{
+    for (struct account *a = p->accounts; a; a = a->next)
+        if (strcmp(a->id, id) == 0)
+            return NB_E_EXISTS;
+    struct account *a = calloc(1, sizeof *a);
+    if (a == NULL || (a->id = strdup(id)) == NULL) {
+        free(a);
+        return NB_E_NOMEM;
+    }
+    a->dialer = *dialer;
+    a->next = p->accounts;
+    p->accounts = a;
+    return NB_OK;
+}
+
+static struct account *find_account(struct nb_proxy *p, const char *id)
+{
+    for (struct account *a = p->accounts; a; a = a->next)
+        if (strcmp(a->id, id) == 0)
+            return a;
+    return NULL;
+}
+
+/* ---- connections ---- */
+
+static void conn_unlink(struct conn *c)
+{
+    if (c->pprev) {
+        *c->pprev = c->next;
+        if (c->next)
+            c->next->pprev = c->pprev;
+        c->pprev = NULL;
+        c->svc->nconns--;
+        c->svc->proxy->st.relays_active--;
+    }
+}
+
+static void conn_free_deferred(struct nb_defer *d)
+{
+    free(d->arg);
+}
+
+/* Ends a connection that has no relay yet (dial pending or failed). */
+static void conn_abort(struct conn *c, const char *why)
+{
+    nb_timer_cancel(&c->dial_timer);
+    if (why)
+        nb_debug("tcp", "service %s: %s: %s", c->svc->id, c->client_addr, why);
+    if (c->backend)
+        nb_stream_close(c->backend, true);
+    if (c->client)
+        nb_stream_close(c->client, true);
+    c->backend = c->client = NULL;
+    conn_unlink(c);
+    nb_defer(c->svc->proxy->loop, &c->defer, conn_free_deferred, c);
+}
+
+static void relay_done(void *arg, struct nb_relay *r, const struct nb_relay_result *res)
+{
+    struct conn *c = arg;
+    /* L4 access-log fields (spec/proxy.md §8.3); the JSON access log lands with the HTTP
+     * engine, until then they go to the debug log. */
+    nb_debug("tcp", "service=%s account=%s client=%s up=%llu down=%llu duration_ms=%llu%s%s",
+             c->svc->id, c->svc->account_id, c->client_addr, (unsigned long long)res->bytes_up,
+             (unsigned long long)res->bytes_down,
+             (unsigned long long)(res->ended_ms - res->started_ms), res->reason ? " end=" : "",
+             res->reason ? res->reason : "");
+    conn_unlink(c);
+    free(c);
+}
+
+static void backend_connected(void *arg, struct nb_stream *s, const char *err)
+{
+    struct conn *c = arg;
+    if (err != NULL) {
+        c->svc->proxy->st.dial_failures++;
+        nb_info("tcp", "service %s: dial %s failed: %s", c->svc->id, c->svc->account_id, err);
+        conn_abort(c, NULL);
+        return;
+    }
+    nb_timer_cancel(&c->dial_timer);
+    struct nb_relay_opts ro = {.idle_timeout_ms = c->svc->idle_timeout_ms};
+    struct nb_stream *client = c->client, *backend = c->backend;
+    c->client = c->backend = NULL; /* the relay owns them now */
+    if (nb_relay_start(c->svc->proxy->loop, client, backend, &ro, relay_done, c, &c->relay) !=
+        NB_OK) {
+        conn_abort(c, "out of memory starting relay");
+        return;
+    }
+}
+
+static void backend_error(void *arg, struct nb_stream *s, const char *err)
+{
+    conn_abort(arg, err);
+}
+
+static const struct nb_stream_cbs dial_cbs = {
+    .on_error = backend_error,
+    .on_connect = backend_connected,
+};
+
+static void client_error(void *arg, struct nb_stream *s, const char *err)
+{
+    conn_abort(arg, err);
+}
+
+static void client_eof(void *arg, struct nb_stream *s)
+{
+    /* Paused clients do not report EOF; nothing to do. */
+}
+
+static const struct nb_stream_cbs waiting_client_cbs = {
+    .on_eof = client_eof,
+    .on_error = client_error,
+};
+
+static void dial_timeout(struct nb_timer *t)
+{
+    struct conn *c = t->arg;
+    c->svc->proxy->st.dial_failures++;
+    nb_info("tcp", "service %s: dial timed out after %u ms", c->svc->id, c->svc->dial_timeout_ms);
+    conn_abort(c, NULL);
+}
+
+static void on_accept(void *arg, struct nb_listener *l, struct nb_stream *client)
+{
+    struct service *svc = arg;
+    struct nb_proxy *p = svc->proxy;
+    if (p->draining || svc->nconns >= p->opts.max_relays_per_router) {
+        p->st.relays_rejected++;
+        nb_stream_close(client, true);
+        return;
+    }
+    struct conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        p->st.relays_rejected++;
+        nb_stream_close(client, true);
+        return;
+    }
+    c->svc = svc;
+    c->client = client;
+    struct sockaddr_storage peer;
+    if (nb_stream_addrs(client, NULL, &peer) == NB_OK)
+        nb_addr_str((struct sockaddr *)&peer, c->client_addr);
+    nb_stream_set_cbs(client, &waiting_client_cbs, c);
+    nb_stream_pause(client, true);
+    c->next = svc->conns;
+    if (svc->conns)
+        svc->conns->pprev = &c->next;
+    svc->conns = c;
+    c->pprev = &svc->conns;
+    svc->nconns++;
+    p->st.relays_active++;
+    p->st.relays_total++;
+    nb_timer_init(&c->dial_timer, dial_timeout, c);
+    nb_timer_arm(p->loop, &c->dial_timer, svc->dial_timeout_ms);
+    int rc = svc->account->dialer.dial(svc->account->dialer.ctx, (struct sockaddr *)&svc->target,
+                                       &dial_cbs, c, &c->backend);
+    if (rc != NB_OK) {
+        p->st.dial_failures++;
+        c->backend = NULL;
+        conn_abort(c, nb_strerror(rc));
+    }
+}
+
+/* ---- services ---- */
+
+static void service_free(struct service *svc)
+{
+    if (svc->listener)
+        nb_listener_close(svc->listener);
+    while (svc->conns) {
+        struct conn *c = svc->conns;
+        if (c->relay) {
+            conn_unlink(c);
+            c->svc = svc; /* relay_done still reads ids: keep them alive until it ran */
+            nb_relay_cancel(c->relay);
+        } else {
+            conn_abort(c, "service removed");
+        }
+    }
+    /* Relays end from a deferred call and read svc->id; hand them a stable copy. */
+    svc->listener = NULL;
+}
+
+static struct service *find_service(struct nb_proxy *p, const char *id, struct service ***pp)
+{
+    for (struct service **it = &p->services; *it; it = &(*it)->next)
+        if (strcmp((*it)->id, id) == 0) {
+            if (pp)
+                *pp = it;
+            return *it;
+        }
+    return NULL;
+}
+
+/*
+ * Service memory may still be read by relay_done() of cancelled relays, which runs deferred;
+ * so the service itself is released from a deferred call too.
+ */
+struct service_grave {
+    struct nb_defer d;
+    struct service *svc;
+};
+
+static void service_bury(struct nb_defer *d)
+{
+    struct service_grave *g = d->arg;
+    free(g->svc->id);
+    free(g->svc->account_id);
+    free(g->svc);
+    free(g);
+}
+
+static void remove_service(struct nb_proxy *p, const char *id)
+{
+    struct service **pp;
+    struct service *svc = find_service(p, id, &pp);
+    if (svc == NULL)
+        return;
+    *pp = svc->next;
+    p->st.services--;
+    service_free(svc);
+    struct service_grave *g = calloc(1, sizeof *g);
+    if (g == NULL) {
+        /* Leak rather than risk a use-after-free in a pending relay_done. */
+        nb_error("proxy", "out of memory releasing service %s", id);
+        return;
+    }
+    g->svc = svc;
+    nb_defer(p->loop, &g->d, service_bury, g);
+}
+
+static uint64_t clamp_ms(uint64_t v, uint64_t cap, uint64_t dflt)
+{
+    if (v == 0)
+        v = cap ? cap : dflt;
+    if (cap && v > cap)
+        v = cap;
+    return v;
+}
+
+static int setup_tcp(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen)
+{
+    if (m->listen_port < 1 || m->listen_port > 65535)
+        return errf(err, errlen, NB_E_INVAL, "invalid listen port %d", m->listen_port);
+    if (p->opts.wg_port && m->listen_port == p->opts.wg_port)
+        return errf(err, errlen, NB_E_INVAL, "listen port %d conflicts with tunnel port",
+                    m->listen_port);
+    if (m->n_paths == 0 || m->paths[0].target == NULL || m->paths[0].target[0] == '\0')
+        return errf(err, errlen, NB_E_INVAL, "empty target address");
+    struct account *a = find_account(p, m->account_id ? m->account_id : "");
+    if (a == NULL)
+        return errf(err, errlen, NB_E_NOTFOUND, "account %s has no tunnel",
+                    m->account_id ? m->account_id : "");
+    for (struct service *s = p->services; s; s = s->next)
+        if (s->port == m->listen_port && strcmp(s->id, m->id) != 0)
+            return errf(err, errlen, NB_E_EXISTS, "port %d is already used by service %s",
+                        m->listen_port, s->id);
+    struct service *svc = calloc(1, sizeof *svc);
+    if (svc == NULL)
+        return NB_E_NOMEM;
+    svc->proxy = p;
+    svc->account = a;
+    svc->port = m->listen_port;
+    svc->id = strdup(m->id);
+    svc->account_id = strdup(m->account_id);
+    const struct nb_target_options *o = &m->paths[0].options;
+    svc->dial_timeout_ms =
+        (uint32_t)clamp_ms(o->request_timeout_ms, p->opts.max_dial_timeout_ms, DEFAULT_DIAL_MS);
+    svc->idle_timeout_ms =
+        (uint32_t)clamp_ms(o->session_idle_timeout_ms, p->opts.max_session_idle_timeout_ms, 0);
+    socklen_t tl;
+    int rc;
+    if (svc->id == NULL || svc->account_id == NULL) {
+        rc = NB_E_NOMEM;
+        goto fail;
+    }
+    if (nb_addr_parse(m->paths[0].target, &svc->target, &tl) != NB_OK) {
+        rc = errf(err, errlen, NB_E_INVAL, "target \"%s\" is not ip:port", m->paths[0].target);
+        goto fail;
+    }
+    struct sockaddr_storage la;
+    char lbuf[NB_ADDRSTRLEN + 8];
+    snprintf(lbuf, sizeof lbuf, "%s:%d", p->opts.listen_host ? p->opts.listen_host : "[::]",
+             m->listen_port);
+    if (nb_addr_parse(lbuf, &la, &tl) != NB_OK) {
+        rc = errf(err, errlen, NB_E_INVAL, "bad listen address %s", lbuf);
+        goto fail;
+    }
+    rc = nb_tcp_listen(p->loop, (struct sockaddr *)&la, 1024, on_accept, svc, &svc->listener);
+    if (rc != NB_OK && la.ss_family == AF_INET6 && p->opts.listen_host == NULL) {
+        /* Hosts without IPv6: fall back to IPv4 any. */
+        nb_addr_from_ip("0.0.0.0", (uint16_t)m->listen_port, &la, NULL);
+        rc = nb_tcp_listen(p->loop, (struct sockaddr *)&la, 1024, on_accept, svc, &svc->listener);
+    }
+    if (rc != NB_OK) {
+        rc = errf(err, errlen, NB_E_IO, "listen on port %d: %s", m->listen_port, strerror(errno));
+        goto fail;
+    }
+    svc->next = p->services;
+    p->services = svc;
+    p->st.services++;
+    char tbuf[NB_ADDRSTRLEN];
+    nb_info("proxy", "service %s (tcp): port %d -> %s via account %s", svc->id, svc->port,
+            nb_addr_str((struct sockaddr *)&svc->target, tbuf), svc->account_id);
+    return NB_OK;
+fail:
+    free(svc->id);
+    free(svc->account_id);
+    free(svc);
+    return rc;
+}
+
+int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen)
+{
+    if (m->id == NULL || m->id[0] == '\0')
+        return errf(err, errlen, NB_E_INVAL, "mapping without id");
+    switch (m->type) {
+    case NB_UPDATE_REMOVED:
+        remove_service(p, m->id);
+        return NB_OK;
+    case NB_UPDATE_CREATED:
+    case NB_UPDATE_MODIFIED:
+        break;
+    default:
+        return errf(err, errlen, NB_E_INVAL, "unknown update type %d", (int)m->type);
+    }
+    /* Both create and modify replace the previous routes of this service (one code path; the
+     * reference's stale-route quirk on CREATED for a known id is not reproduced). */
+    remove_service(p, m->id);
+    switch (nb_mapping_mode(m)) {
+    case NB_MODE_TCP:
+        return setup_tcp(p, m, err, errlen);
+    case NB_MODE_UDP:
+    case NB_MODE_TLS:
+    case NB_MODE_HTTP:
+        break;
+    }
+    return errf(err, errlen, NB_E_UNSUPPORTED, "mode \"%s\" is not supported yet",
+                m->mode ? m->mode : "");
+}
+
+void nb_proxy_drain(struct nb_proxy *p)
+{
+    p->draining = true;
+    for (struct service *s = p->services; s; s = s->next)
+        if (s->listener) {
+            nb_listener_close(s->listener);
+            s->listener = NULL;
+        }
+}
+
+void nb_proxy_stats(const struct nb_proxy *p, struct nb_proxy_stats *st)
+{
+    *st = p->st;
+}
+
+void nb_proxy_free(struct nb_proxy *p)
+{
+    if (p == NULL)
+        return;
+    while (p->services)
+        remove_service(p, p->services->id);
+    while (p->accounts) {
+        struct account *a = p->accounts;
+        p->accounts = a->next;
+        free(a->id);
+        free(a);
+    }
+    free(p);
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef NB_CORE_PROXY_H
+#define NB_CORE_PROXY_H
+
+/*
+ * The appliance state: accounts (each with a way to dial into its network) and the services
+ * built from mappings. nb_proxy_apply() is THE entry point for mapping changes, used by the
+ * standalone config file today and by the management stream later (spec/proxy.md §3.3).
+ *
+ * Implemented modes: tcp (a host listener on listen_port relaying every connection through the
+ * account's tunnel to path[0].target, spec/proxy.md §3.5 and §3.7). Other modes are refused with
+ * NB_E_UNSUPPORTED and a message, so a caller can report an ERROR status.
+ */
+
+#include "core/mapping.h"
+#include "platform/stream.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct nb_loop;
+struct nb_proxy;
+
+/* How an account reaches its network: lwIP over WireGuard, or (direct_upstream) the host. */
+struct nb_dialer {
+    /* Connects to dst; same contract as nb_tcp_connect (on_connect reports the result). */
+    int (*dial)(void *ctx, const struct sockaddr *dst, const struct nb_stream_cbs *cbs, void *arg,
+                struct nb_stream **out);
+    void *ctx;
+};
+
+struct nb_proxy_opts {
+    uint64_t max_dial_timeout_ms;         /* --max-dial-timeout, 0 = none */
+    uint64_t max_session_idle_timeout_ms; /* --max-session-idle-timeout, 0 = none */
+    uint16_t wg_port;                     /* --wg-port: L4 ports may not equal it */
+    uint32_t max_relays_per_router;       /* 0 = 4096 (the reference limit) */
+    const char *listen_host;              /* host part for per-port listeners, NULL = any */
+};
+
+struct nb_proxy *nb_proxy_new(struct nb_loop *loop, const struct nb_proxy_opts *opts);
+/* Closes every service and relay (abortive). Accounts' dialers are not owned. */
+void nb_proxy_free(struct nb_proxy *p);
+
+/* Registers an account; the dialer must outlive the account's services. */
+int nb_proxy_add_account(struct nb_proxy *p, const char *id, const struct nb_dialer *dialer);
+
+/*
+ * Applies one mapping by m->type (CREATED, MODIFIED, REMOVED). On failure returns an nb_err and
+ * writes a reason (suitable for SendStatusUpdate.error_message) into err; the previous state of
+ * that service is cleaned up as the reference does.
+ */
+int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen);
+
+/* Stops accepting new connections on every service (graceful shutdown, step 5). */
+void nb_proxy_drain(struct nb_proxy *p);
+
+struct nb_proxy_stats {
+    uint64_t services;
+    uint64_t relays_active;
+    uint64_t relays_total;
+    uint64_t relays_rejected; /* over the per-router limit or draining */
+    uint64_t dial_failures;
+};
+void nb_proxy_stats(const struct nb_proxy *p, struct nb_proxy_stats *st);
+
+#endif
