@@ -8,6 +8,7 @@
 #include "platform/err.h"
 #include "platform/log.h"
 
+#include <sodium.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,6 +276,8 @@ void nb_config_free(struct nb_config *c)
     for (size_t i = 0; i < NOPTS; i++)
         if (opts[i].type == T_STR) {
             char **p = (char **)((char *)c + opts[i].off);
+            if (*p)
+                sodium_memzero(*p, strlen(*p)); /* PSK, EAB key, CrowdSec key are secrets */
             free(*p);
             *p = NULL;
         }

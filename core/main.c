@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * nbproxy's entry point: configuration (flags, env, standalone file or the embedded demo),
+ * accounts (one WireGuard tunnel + netstack each), mappings through nb_proxy_apply(), then the
+ * event loop until SIGINT/SIGTERM, followed by a bounded graceful stop.
+ */
+#include "core/account.h"
+#include "core/config.h"
+#include "core/demo.h"
+#include "core/proxy.h"
+#include "core/relay.h"
+#include "core/standalone.h"
+#include "netstack/ns.h"
+#include "platform/addr.h"
+#include "platform/err.h"
+#include "platform/log.h"
+#include "platform/loop.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef NB_VERSION
+#define NB_VERSION "0.1.0"
+#endif
+#ifndef NB_COMMIT
+#define NB_COMMIT "unknown"
+#endif
+#ifndef NB_BUILD_DATE
+#define NB_BUILD_DATE "unknown"
+#endif
+
+#define DRAIN_MS 30000u
+
+struct app {
+    struct nb_loop *loop;
+    struct nb_proxy *proxy;
+    struct nb_account **accounts;
+    uint32_t n_accounts;
+    struct nb_timer drain_timer;
+    bool stopping;
+    uint8_t psk[32]; /* --preshared-key, secret */
+    bool psk_set;
+    uint64_t rekey_after_time_ms; /* NB_PROXY_WG_REKEY_AFTER_TIME (tests only) */
+};
+
+static void drain_check(struct nb_timer *t)
+{
+    struct app *app = t->arg;
+    struct nb_proxy_stats st;
+    nb_proxy_stats(app->proxy, &st);
+    if (st.relays_active == 0) {
+        nb_loop_stop(app->loop);
+        return;
+    }
+    nb_timer_arm(app->loop, t, 100);
+}
+
+static void drain_deadline(struct nb_timer *t)
+{
+    struct app *app = t->arg;
+    nb_warn("main", "drain deadline reached; closing remaining connections");
+    nb_loop_stop(app->loop);
+}
+
+static struct nb_timer deadline_timer;
+
+static void on_signal(void *arg, int signo)
+{
+    struct app *app = arg;
+    if (app->stopping) {
+        nb_warn("main", "second signal: stopping now");
+        nb_loop_stop(app->loop);
+        return;
+    }
+    app->stopping = true;
+    nb_info("main", "signal %d: draining (new connections refused, up to %u s)", signo,
+            DRAIN_MS / 1000);
+    nb_proxy_drain(app->proxy);
+    nb_timer_init(&app->drain_timer, drain_check, app);
+    nb_timer_arm(app->loop, &app->drain_timer, 0);
+    nb_timer_init(&deadline_timer, drain_deadline, app);
+    nb_timer_arm(app->loop, &deadline_timer, DRAIN_MS);
+}
+
+static int start(struct app *app, const struct nb_config *cfg, struct nb_standalone *sa)
+{
+    char err[512];
+    app->accounts = calloc(sa->n_accounts ? sa->n_accounts : 1, sizeof *app->accounts);
+    if (app->accounts == NULL)
+        return NB_E_NOMEM;
+    for (uint32_t i = 0; i < sa->n_accounts; i++) {
+        struct nb_account_opts ao = {.wg_port = cfg->wg_port,
+                                     .preshared_key = app->psk_set ? app->psk : NULL,
+                                     .rekey_after_time_ms = app->rekey_after_time_ms};
+        int rc =
+            nb_account_open(app->loop, &sa->accounts[i], &ao, &app->accounts[i], err, sizeof err);
+        if (rc != NB_OK) {
+            nb_error("main", "account %s: %s", sa->accounts[i].id, err);
+            return rc;
+        }
+        app->n_accounts++;
+        struct nb_dialer d;
+        nb_account_dialer(app->accounts[i], &d);
+        if ((rc = nb_proxy_add_account(app->proxy, sa->accounts[i].id, &d)) != NB_OK)
+            return rc;
+    }
+    for (uint32_t i = 0; i < sa->n_mappings; i++) {
+        int rc = nb_proxy_apply(app->proxy, &sa->mappings[i], err, sizeof err);
+        if (rc != NB_OK) {
+            nb_error("main", "mapping %s: %s", sa->mappings[i].id, err);
+            return rc;
+        }
+    }
+    return NB_OK;
+}
+
+static void stop(struct app *app)
+{
+    nb_proxy_free(app->proxy);
+    app->proxy = NULL;
+    /* Let cancelled relays and closing streams settle before the netstack goes away. */
+    for (int i = 0; i < 3; i++)
+        nb_loop_run_once(app->loop, 0);
+    for (uint32_t i = 0; i < app->n_accounts; i++)
+        nb_account_close(app->accounts[i]);
+    free(app->accounts);
+    for (int i = 0; i < 3; i++)
+        nb_loop_run_once(app->loop, 0);
+}
+
+static int run_demo_backend(struct app *app, struct nb_standalone *sa)
+{
+    /* The demo's backend account serves HTTP on its tunnel address, port 80. */
+    for (uint32_t i = 0; i < sa->n_accounts; i++)
+        if (strcmp(sa->accounts[i].id, "demo-backend") == 0)
+            return nb_account_listen(app->accounts[i], 80, nb_demo_http_accept,
+                                     (void *)NB_DEMO_BACKEND_IP " (account demo-backend)");
+    return NB_E_NOTFOUND;
+}
+
+/*
+ * Both demo accounts bind random UDP ports; point the proxy account's peer at the backend's.
+ * (accounts[0] is "demo", accounts[1] is "demo-backend": nb_demo_config's order.)
+ */
+static int demo_link(struct app *app)
+{
+    if (app->n_accounts != 2)
+        return NB_E_INVAL;
+    struct sockaddr_storage ep;
+    nb_addr_from_ip("127.0.0.1", nb_account_wg_port(app->accounts[1]), &ep, NULL);
+    uint8_t backend_pub[32];
+    nb_account_public_key(app->accounts[1], backend_pub);
+    return nb_account_set_peer_endpoint(app->accounts[0], backend_pub, (struct sockaddr *)&ep);
+}
+
+int main(int argc, char **argv)
+{
+    struct nb_config cfg;
+    char err[512];
+    bool demo = false;
+
+    /* --demo [--demo-port N] is nbproxy's own switch for the embedded default; strip it
+     * before the netbird-proxy flag table sees the arguments. */
+    long demo_port = NB_DEMO_PORT;
+    for (int i = 1; i < argc; i++) {
+        int eat = 0;
+        if (strcmp(argv[i], "--demo") == 0) {
+            demo = true;
+            eat = 1;
+        } else if (strncmp(argv[i], "--demo-port", 11) == 0) {
+            const char *v = argv[i][11] == '=' ? argv[i] + 12 : i + 1 < argc ? argv[i + 1] : "";
+            char *end;
+            demo_port = strtol(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || demo_port < 1 || demo_port > 65535) {
+                fprintf(stderr, "nbproxy: --demo-port needs a port number 1..65535\n");
+                return 1;
+            }
+            eat = argv[i][11] == '=' ? 1 : 2;
+        }
+        if (eat) {
+            memmove(&argv[i], &argv[i + eat], (size_t)(argc - i - eat + 1) * sizeof *argv);
+            argc -= eat;
+            i--;
+        }
+    }
+    if (nb_config_load(&cfg, argc, argv, err, sizeof err) != NB_OK) {
+        fprintf(stderr, "nbproxy: %s (see --help)\n", err);
+        nb_config_free(&cfg);
+        return 1;
+    }
+    if (cfg.help) {
+        nb_config_usage(stdout);
+        printf("  --demo                       run the embedded demo (no management server)\n"
+               "  --demo-port N                host port of the demo (default %d)\n",
+               NB_DEMO_PORT);
+        nb_config_free(&cfg);
+        return 0;
+    }
+    if (cfg.version) {
+        printf("Version: %s, Commit: %s, BuildDate: %s, Go: none (C11)\n", NB_VERSION, NB_COMMIT,
+               NB_BUILD_DATE);
+        nb_config_free(&cfg);
+        return 0;
+    }
+    nb_log_set_level((enum nb_log_level)nb_log_level_parse(cfg.log_level));
+    if (cfg.debug_logs && nb_log_threshold < NB_LOG_DEBUG)
+        nb_log_set_level(NB_LOG_DEBUG);
+    if (sodium_init() < 0) {
+        fprintf(stderr, "nbproxy: libsodium failed to initialise\n");
+        return 1;
+    }
+
+    struct nb_standalone sa;
+    if (demo) {
+        if (nb_demo_config(&sa, (uint16_t)demo_port, 0, 0) != NB_OK) {
+            fprintf(stderr, "nbproxy: cannot build the demo configuration\n");
+            return 1;
+        }
+    } else if (cfg.config_file && cfg.config_file[0]) {
+        if (nb_standalone_load(cfg.config_file, &sa, err, sizeof err) != NB_OK) {
+            fprintf(stderr, "nbproxy: %s: %s\n", cfg.config_file, err);
+            nb_config_free(&cfg);
+            return 1;
+        }
+    } else {
+        const char *tok = getenv("NB_PROXY_TOKEN");
+        if (tok == NULL || tok[0] == '\0')
+            fprintf(stderr, "nbproxy: NB_PROXY_TOKEN is required to connect to management "
+                            "(or run standalone with --config FILE, or try --demo)\n");
+        else
+            fprintf(stderr, "nbproxy: management mode is not implemented yet; run standalone "
+                            "with --config FILE (or try --demo)\n");
+        nb_config_free(&cfg);
+        return 1;
+    }
+    nb_config_warn_unsupported(&cfg);
+
+    struct app app = {0};
+    int rc = 1;
+    if (cfg.preshared_key && cfg.preshared_key[0]) {
+        if (nb_key_parse(cfg.preshared_key, app.psk) != NB_OK) {
+            fprintf(stderr, "nbproxy: --preshared-key is not a base64 WireGuard key\n");
+            goto out;
+        }
+        app.psk_set = true;
+    }
+    const char *rk = getenv("NB_PROXY_WG_REKEY_AFTER_TIME");
+    if (rk && rk[0]) {
+        if (nb_parse_duration_ms(rk, &app.rekey_after_time_ms) != NB_OK) {
+            fprintf(stderr, "nbproxy: NB_PROXY_WG_REKEY_AFTER_TIME is not a duration\n");
+            goto out;
+        }
+        nb_warn("main", "NB_PROXY_WG_REKEY_AFTER_TIME=%s: test knob, not for production", rk);
+    }
+    app.loop = nb_loop_new();
+    if (app.loop == NULL || nb_loop_watch_signals(app.loop, on_signal, &app) != NB_OK ||
+        ns_init(app.loop) != NB_OK) {
+        fprintf(stderr, "nbproxy: cannot set up the event loop or netstack\n");
+        goto out;
+    }
+    struct nb_proxy_opts po = {
+        .max_dial_timeout_ms = cfg.max_dial_timeout_ms,
+        .max_session_idle_timeout_ms = cfg.max_session_idle_timeout_ms,
+        .wg_port = cfg.wg_port,
+        .listen_host = demo ? "127.0.0.1" : NULL,
+    };
+    app.proxy = nb_proxy_new(app.loop, &po);
+    if (app.proxy == NULL)
+        goto out_ns;
+    if (start(&app, &cfg, &sa) != NB_OK ||
+        (demo && (demo_link(&app) != NB_OK || run_demo_backend(&app, &sa) != NB_OK))) {
+        nb_error("main", "start-up failed; nothing is served");
+        goto out_proxy;
+    }
+    if (demo)
+        printf("nbproxy demo is up: try   curl http://127.0.0.1:%d/\n"
+               "The request enters a tcp mapping on 127.0.0.1:%d, crosses a WireGuard tunnel "
+               "(UDP on 127.0.0.1) from account \"demo\" (%s) to account \"demo-backend\" (%s), "
+               "and is answered by that account's own netstack. Ctrl-C stops it.\n",
+               (int)demo_port, (int)demo_port, NB_DEMO_PROXY_IP, NB_DEMO_BACKEND_IP);
+    else
+        nb_info("main", "nbproxy %s serving %u account(s), %u mapping(s) from %s", NB_VERSION,
+                sa.n_accounts, sa.n_mappings, cfg.config_file);
+    fflush(stdout);
+    rc = nb_loop_run(app.loop) == NB_OK ? 0 : 1;
+    nb_info("main", "stopped");
+out_proxy:
+    stop(&app);
+out_ns:
+    ns_deinit();
+out:
+    sodium_memzero(app.psk, sizeof app.psk);
+    nb_standalone_free(&sa);
+    nb_config_free(&cfg);
+    nb_loop_free(app.loop);
+    return rc;
+}
