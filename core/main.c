@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #ifndef NB_VERSION
 #define NB_VERSION "0.1.0"
@@ -82,6 +83,18 @@ static void on_signal(void *arg, int signo)
     nb_timer_arm(app->loop, &app->drain_timer, 0);
     nb_timer_init(&deadline_timer, drain_deadline, app);
     nb_timer_arm(app->loop, &deadline_timer, DRAIN_MS);
+}
+
+/* Every account holds a UDP socket and every relay two streams: use the hard fd limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            nb_warn("main", "cannot raise the open-file limit to %llu",
+                    (unsigned long long)rl.rlim_max);
+    }
 }
 
 static int start(struct app *app, const struct nb_config *cfg, struct nb_standalone *sa)
@@ -236,6 +249,7 @@ int main(int argc, char **argv)
         return 1;
     }
     nb_config_warn_unsupported(&cfg);
+    raise_fd_limit();
 
     struct app app = {0};
     int rc = 1;
