@@ -68,6 +68,7 @@ int ns_init(struct nb_loop *loop)
         return rc;
     }
     nb_timer_init(&lwip_timer, on_lwip_timer, NULL);
+    ns__if_init();
     ns__timers_kick();
     return NB_OK;
 }
@@ -78,6 +79,7 @@ void ns_deinit(void)
         return;
     assert(ns__n_ifs == 0 && "ns_deinit: free every ns_if first");
     nb_timer_cancel(&lwip_timer);
+    ns__if_deinit();
     ns__blackhole_remove();
     ns__loop = NULL;
 }
@@ -123,6 +125,12 @@ void ns_stats(struct ns_stats *st)
     st->streams = ns__n_streams;
     st->listeners = ns__n_listeners;
     st->ifs = ns__n_ifs;
+    st->ifs_attached = ns__n_attached;
+    st->ifs_attached_max = NS_IF_MAX_ATTACHED;
+    st->if_attaches = ns__if_attaches;
+    st->if_detaches = ns__if_detaches;
+    st->if_no_slot = ns__if_no_slot;
+    st->time_wait_purged = ns__tw_purged;
     st->blackholed = ns__blackhole_drops;
 }
 

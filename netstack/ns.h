@@ -6,7 +6,8 @@
  * netstack: the process-wide lwIP instance (one, single-threaded, NO_SYS=1, raw API) that turns
  * the IP packets of every account's tunnel into nb_streams. Modules:
  *   ns.h      init/deinit, lwIP timers on the loop, statistics (this file)
- *   ns_if.h   one point-to-point interface per account: packets in, packets out
+ *   ns_if.h   one point-to-point interface per account: packets in, packets out (its lwIP netif
+ *             is attached lazily, NS_IF_MAX_ATTACHED at once)
  *   ns_tcp.h  TCP over an interface as nb_stream / nb_listener (platform/stream.h)
  *   tunnel.h  an account's data plane: UDP socket + WireGuard device + ns_if
  *
@@ -47,6 +48,11 @@ struct ns_stats {
     size_t streams;                    /* live ns_tcp streams (ours) */
     size_t listeners;                  /* live ns_tcp listeners (ours) */
     size_t ifs;                        /* live ns_if */
+    size_t ifs_attached;               /* of which have an lwIP netif now */
+    size_t ifs_attached_max;           /* NS_IF_MAX_ATTACHED */
+    uint64_t if_attaches, if_detaches; /* lwIP netifs added / removed, since start */
+    uint64_t if_no_slot;               /* attaches refused: all slots busy (input + open) */
+    uint64_t time_wait_purged;         /* TIME_WAIT pcbs aborted by a detach */
     uint64_t blackholed;               /* packets lwIP could not route to an account: dropped */
 };
 void ns_stats(struct ns_stats *st);

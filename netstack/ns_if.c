@@ -1,7 +1,15 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Tunnel interfaces: one lwIP netif per account, between the account's WireGuard device (which
- * hands us decrypted IP packets and takes the ones we send) and lwIP.
+ * Tunnel interfaces: one per account, between the account's WireGuard device (which hands us
+ * decrypted IP packets and takes the ones we send) and lwIP.
+ *
+ * The lwIP netif is attached lazily (ns_if.h): ns__if_attach() adds it when input arrives or a
+ * pcb is about to be bound, a sweep timer removes it once no pcb but TIME_WAIT ones has been
+ * bound to it for NS_IF_DETACH_GRACE_MS. Detaching happens only at the top of the loop (the
+ * sweep timer, or an attach that needs a slot while ns__input_depth == 0), never inside lwIP.
+ * attached[] maps lwIP's netif index back to the interface; the invariant is: no pcb carries a
+ * netif index that attached[] does not map to its owner, so a reused index never matches a stale
+ * pcb of another account.
  *
  * The netif gets its IPv4 address with a /32 mask, whatever prefix the account uses: lwIP's own
  * route scan (netmask match over all netifs) then never picks an interface for a foreign
@@ -15,6 +23,7 @@
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
 #include "platform/log.h"
+#include "platform/loop.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -76,6 +85,19 @@ static bool v6_usable(const uint8_t ip[16])
     return true;
 }
 
+size_t ns__n_attached;
+uint64_t ns__if_attaches, ns__if_detaches, ns__if_no_slot, ns__tw_purged;
+
+static struct ns_if *attached[256]; /* by lwIP netif index (1..255; 0 = NETIF_NO_INDEX) */
+static struct nb_timer sweep_timer;
+static uint64_t last_no_slot_log_ms;
+
+/*
+ * Output buffer, shared by all interfaces: the loop is single-threaded and the output hook may
+ * not re-enter the netstack, so one packet at a time is flattened here.
+ */
+static uint8_t obuf[NS_IF_HEADROOM + NS_IF_MAX_MTU + NS_IF_TAILROOM];
+
 /* ---- output: lwIP -> flat buffer -> hook ---- */
 
 static err_t if_output(struct netif *netif, struct pbuf *p)
@@ -85,7 +107,7 @@ static err_t if_output(struct netif *netif, struct pbuf *p)
         nif->st.out_errors++;
         return ERR_IF;
     }
-    uint8_t *pkt = nif->obuf + NS_IF_HEADROOM;
+    uint8_t *pkt = obuf + NS_IF_HEADROOM;
     size_t len = pbuf_copy_partial(p, pkt, p->tot_len, 0);
     if (nif->output(nif->output_ctx, pkt, len) != NB_OK) {
         nif->st.out_errors++;
@@ -152,11 +174,6 @@ int ns_if_new(const struct ns_if_config *cfg, struct ns_if **out)
     if (nif == NULL)
         return NB_E_NOMEM;
     nif->mtu = cfg->mtu ? cfg->mtu : NS_IF_DEFAULT_MTU;
-    nif->obuf = malloc(NS_IF_HEADROOM + (size_t)nif->mtu + NS_IF_TAILROOM);
-    if (nif->obuf == NULL) {
-        free(nif);
-        return NB_E_NOMEM;
-    }
     if (cfg->tag)
         snprintf(nif->tag, sizeof nif->tag, "%s", cfg->tag);
     memcpy(nif->addrs, cfg->addrs, cfg->n_addrs * sizeof cfg->addrs[0]);
@@ -164,7 +181,31 @@ int ns_if_new(const struct ns_if_config *cfg, struct ns_if **out)
     nif->output = cfg->output;
     nif->output_ctx = cfg->output_ctx;
     nif->max_conns = cfg->max_conns;
+    for (size_t i = 0; i < nif->n_addrs; i++) {
+        if (nif->addrs[i].family == AF_INET)
+            nif->has_v4 = true;
+        else
+            nif->has_v6 = true;
+    }
+    ns__n_ifs++;
+    *out = nif;
+    return NB_OK;
+}
 
+/* ---- attach / detach ---- */
+
+static void sweep_arm(void)
+{
+    if (!nb_timer_armed(&sweep_timer))
+        nb_timer_arm(ns__loop, &sweep_timer, NS_IF_SWEEP_MS);
+}
+
+/* Adds the lwIP netif with the interface's addresses and brings it up. */
+static int netif_attach(struct ns_if *nif)
+{
+    struct netif *n = calloc(1, sizeof *n);
+    if (n == NULL)
+        return NB_E_NOMEM;
     ip4_addr_t ip4, mask4;
     ip4_addr_set_any(&ip4);
     ip4_addr_set_any(&mask4);
@@ -172,12 +213,10 @@ int ns_if_new(const struct ns_if_config *cfg, struct ns_if **out)
         if (nif->addrs[i].family == AF_INET) {
             memcpy(&ip4.addr, nif->addrs[i].ip, 4);
             mask4.addr = PP_HTONL(0xffffffffUL);
-            nif->has_v4 = true;
         }
     }
-    if (netif_add(&nif->netif, &ip4, &mask4, IP4_ADDR_ANY4, nif, if_init, ip_input) == NULL) {
-        free(nif->obuf);
-        free(nif);
+    if (netif_add(n, &ip4, &mask4, IP4_ADDR_ANY4, nif, if_init, ip_input) == NULL) {
+        free(n);
         return NB_E_NOMEM;
     }
     s8_t slot = 0;
@@ -186,17 +225,119 @@ int ns_if_new(const struct ns_if_config *cfg, struct ns_if **out)
             continue;
         ip6_addr_t ip6;
         memcpy(ip6.addr, nif->addrs[i].ip, 16);
-        netif_ip6_addr_set(&nif->netif, slot, &ip6);
-        netif_ip6_addr_set_state(&nif->netif, slot, IP6_ADDR_PREFERRED);
+        netif_ip6_addr_set(n, slot, &ip6);
+        netif_ip6_addr_set_state(n, slot, IP6_ADDR_PREFERRED);
         slot++;
-        nif->has_v6 = true;
     }
-    netif_set_link_up(&nif->netif);
-    netif_set_up(&nif->netif);
-    ns__n_ifs++;
-    *out = nif;
-    ns__timers_kick();
+    netif_set_link_up(n);
+    netif_set_up(n);
+    u8_t idx = netif_get_index(n);
+    assert(attached[idx] == NULL);
+    attached[idx] = nif;
+    nif->netif = n;
+    nif->st.attaches++;
+    ns__n_attached++;
+    ns__if_attaches++;
+    sweep_arm();
     return NB_OK;
+}
+
+/*
+ * Removes the lwIP netif. Every pcb still bound to its index is aborted first (by the callers'
+ * checks only TIME_WAIT ones are left when detaching an idle interface), so the index can be
+ * reused safely.
+ */
+static void netif_detach(struct ns_if *nif)
+{
+    struct netif *n = nif->netif;
+    assert(ns__input_depth == 0 && "netif detach from inside lwIP");
+    u8_t idx = netif_get_index(n);
+    ns__tw_purged += ns__tcp_purge(idx);
+    /*
+     * Clear the addresses behind lwIP's back: netif_remove() would otherwise report them as
+     * "changed", and lwIP then aborts every pcb with that local address, including other
+     * accounts' connections on the same tunnel address. Our own pcbs are already gone.
+     */
+    ip4_addr_set_any(ip_2_ip4(&n->ip_addr));
+    for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++)
+        n->ip6_addr_state[i] = IP6_ADDR_INVALID;
+    netif_remove(n); /* also clears lwIP's ND6 state that points at n */
+    free(n);
+    attached[idx] = NULL;
+    nif->netif = NULL;
+    ns__n_attached--;
+    ns__if_detaches++;
+    if (ns__n_attached == 0)
+        nb_timer_cancel(&sweep_timer);
+}
+
+/* Detaches the longest-idle attached interface no pcb (but TIME_WAIT) is bound to. */
+static bool evict_one(void)
+{
+    bool busy[256] = {false};
+    ns__tcp_busy(busy);
+    struct ns_if *victim = NULL;
+    for (int i = 1; i < 256; i++) {
+        struct ns_if *o = attached[i];
+        if (o && !busy[i] && (victim == NULL || o->busy_ms < victim->busy_ms))
+            victim = o;
+    }
+    if (victim == NULL)
+        return false;
+    netif_detach(victim);
+    return true;
+}
+
+int ns__if_attach(struct ns_if *nif)
+{
+    uint64_t now = nb_loop_now_ms(ns__loop);
+    if (nif->netif == NULL) {
+        if (ns__n_attached >= NS_IF_MAX_ATTACHED && (ns__input_depth > 0 || !evict_one())) {
+            ns__if_no_slot++;
+            if (now - last_no_slot_log_ms >= 1000 || last_no_slot_log_ms == 0) {
+                last_no_slot_log_ms = now;
+                nb_warn("netstack",
+                        "account %s: no lwIP interface slot free: %u accounts hold TCP state or "
+                        "listeners (the limit); its packets and connects are refused",
+                        nif->tag[0] ? nif->tag : "?", (unsigned)NS_IF_MAX_ATTACHED);
+            }
+            return NB_E_NOMEM;
+        }
+        int rc = netif_attach(nif);
+        if (rc != NB_OK)
+            return rc;
+    }
+    nif->busy_ms = now;
+    return NB_OK;
+}
+
+/* Detaches every attached interface that has not needed its netif for the grace period. */
+static void on_sweep(struct nb_timer *t)
+{
+    uint64_t now = nb_loop_now_ms(ns__loop);
+    bool busy[256] = {false};
+    ns__tcp_busy(busy);
+    for (int i = 1; i < 256; i++) {
+        struct ns_if *nif = attached[i];
+        if (nif == NULL)
+            continue;
+        if (busy[i])
+            nif->busy_ms = now;
+        else if (now - nif->busy_ms >= NS_IF_DETACH_GRACE_MS)
+            netif_detach(nif);
+    }
+    if (ns__n_attached > 0)
+        nb_timer_arm(ns__loop, &sweep_timer, NS_IF_SWEEP_MS);
+}
+
+void ns__if_init(void)
+{
+    nb_timer_init(&sweep_timer, on_sweep, NULL);
+}
+
+void ns__if_deinit(void)
+{
+    nb_timer_cancel(&sweep_timer);
 }
 
 void ns_if_free(struct ns_if *nif)
@@ -205,16 +346,8 @@ void ns_if_free(struct ns_if *nif)
         return;
     assert(ns__input_depth == 0 && "ns_if_free from inside the netstack: defer it");
     ns__tcp_if_gone(nif);
-    /*
-     * Clear the addresses behind lwIP's back: netif_remove() would otherwise report them as
-     * "changed", and lwIP then aborts every pcb with that local address, including other
-     * accounts' connections on the same tunnel address. Our own pcbs are already gone.
-     */
-    ip4_addr_set_any(ip_2_ip4(&nif->netif.ip_addr));
-    for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++)
-        nif->netif.ip6_addr_state[i] = IP6_ADDR_INVALID;
-    netif_remove(&nif->netif);
-    free(nif->obuf);
+    if (nif->netif)
+        netif_detach(nif);
     free(nif);
     ns__n_ifs--;
 }
@@ -263,6 +396,10 @@ int ns_if_input(struct ns_if *nif, const uint8_t *pkt, size_t len)
         return NB_E_DROP;
     }
 
+    if (ns__if_attach(nif) != NB_OK) {
+        nif->st.in_no_slot++;
+        return NB_E_NOMEM;
+    }
     struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)ip_len, PBUF_POOL);
     if (p == NULL) {
         nif->st.in_nomem++;
@@ -273,7 +410,7 @@ int ns_if_input(struct ns_if *nif, const uint8_t *pkt, size_t len)
     nif->st.in_bytes += ip_len;
     ns__input_depth++;
     /* ip_input always consumes p (it frees it on every drop path). */
-    nif->netif.input(p, &nif->netif);
+    nif->netif->input(p, nif->netif);
     ns__input_depth--;
     ns__timers_kick();
     return NB_OK;
@@ -284,6 +421,7 @@ void ns_if_stats(const struct ns_if *nif, struct ns_if_stats *st)
     *st = nif->st;
     st->streams = nif->n_streams;
     st->listeners = nif->n_listeners;
+    st->attached = nif->netif != NULL;
 }
 
 const char *ns_if_tag(const struct ns_if *nif)

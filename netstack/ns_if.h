@@ -3,7 +3,22 @@
 #define NB_NETSTACK_NS_IF_H
 
 /*
- * A tunnel interface: one lwIP netif per account, point to point (no ARP, no link layer).
+ * A tunnel interface: one per account, point to point (no ARP, no link layer).
+ *
+ * Lazy attachment: an ns_if is plain memory (addresses, hook, counters, a few hundred bytes);
+ * the lwIP netif behind it is added only while the interface needs one and removed after
+ * NS_IF_DETACH_GRACE_MS without need. It needs one while any pcb is bound to it (connecting,
+ * established, closing, SYN_RCVD, listening; TIME_WAIT alone does not count, see below) and for
+ * the duration of each input packet. lwIP's netif index is one byte, so at most
+ * NS_IF_MAX_ATTACHED interfaces are attached at once: at most ~253 accounts with live TCP state
+ * or listeners at the same time, any number of idle accounts. When every slot is taken, an
+ * attached interface that no longer needs its netif (one in its grace period) is detached on
+ * the spot if we are not inside lwIP; otherwise the attach fails: input is dropped and counted
+ * (in_no_slot, NB_E_NOMEM), ns_tcp_connect/ns_tcp_listen return NB_E_NOMEM (open_no_slot).
+ *
+ * Detaching aborts the interface's TIME_WAIT pcbs (silently, no RST): lwIP matches pcbs to
+ * interfaces by index, and indices are reused by the next attach, so no pcb may outlive its
+ * netif. The cost is a TIME_WAIT cut short to the grace period for accounts that go idle.
  *
  * Accounts are independent networks: two interfaces may carry the same addresses. lwIP has one
  * routing table, so isolation is enforced here and in ns_tcp:
@@ -30,6 +45,14 @@ struct ns_if;
 #define NS_IF_HEADROOM 32
 #define NS_IF_TAILROOM 32
 #define NS_IF_TAG_MAX  64
+
+/* lwIP netif indices are u8 (1..255) and one goes to the black-hole netif. */
+#define NS_IF_MAX_ATTACHED 254
+/* An interface keeps its lwIP netif this long after it last needed it, so a burst of short
+ * connections or pings does not add and remove the netif each time. */
+#define NS_IF_DETACH_GRACE_MS 3000u
+/* How often attached interfaces are checked for detachment (only while any is attached). */
+#define NS_IF_SWEEP_MS 1000u
 
 /* An interface address with its prefix length (the prefix is informational: see README). */
 struct ns_addr {
@@ -61,8 +84,8 @@ struct ns_if_config {
     uint32_t max_conns; /* cap on live streams of this interface, 0 = no own cap */
 };
 
-/* Creates and brings up the interface. NB_OK, NB_E_INVAL (bad config), NB_E_NOMEM (also: out of
- * lwIP netif indices, 254 interfaces per process). */
+/* Creates the interface (detached: no lwIP netif yet, see above). NB_OK, NB_E_INVAL (bad
+ * config), NB_E_NOMEM. Any number of interfaces may exist. */
 int ns_if_new(const struct ns_if_config *cfg, struct ns_if **out);
 
 /*
@@ -76,8 +99,9 @@ void ns_if_free(struct ns_if *nif);
 /*
  * Injects one received IP packet (copied into pool pbufs; the caller keeps `pkt`). Validates the
  * IPv4/IPv6 header and drops, counting, anything malformed or not addressed to one of this
- * interface's addresses. NB_OK when handed to lwIP, NB_E_DROP when dropped, NB_E_NOMEM when the
- * pbuf pool is exhausted, NB_E_AGAIN when called re-entrantly (see ns.h).
+ * interface's addresses. Attaches the lwIP netif if needed. NB_OK when handed to lwIP, NB_E_DROP
+ * when dropped, NB_E_NOMEM when the pbuf pool is exhausted or no netif slot is free (in_no_slot),
+ * NB_E_AGAIN when called re-entrantly (see ns.h).
  */
 int ns_if_input(struct ns_if *nif, const uint8_t *pkt, size_t len);
 
@@ -87,6 +111,10 @@ struct ns_if_stats {
     uint64_t in_not_ours;            /* destination is not one of our addresses */
     uint64_t in_nomem;               /* pbuf pool exhausted */
     uint64_t in_reentrant;           /* refused: called from inside the netstack */
+    uint64_t in_no_slot;             /* dropped: no lwIP netif slot free (NS_IF_MAX_ATTACHED) */
+    uint64_t open_no_slot;           /* connect/listen refused: no lwIP netif slot free */
+    uint64_t attaches;               /* times an lwIP netif was attached */
+    bool attached;                   /* an lwIP netif is attached now */
     uint64_t out_packets, out_bytes; /* accepted by the output hook */
     uint64_t out_errors;             /* output hook returned an error, or packet > MTU */
     size_t streams;                  /* live streams on this interface */

@@ -18,7 +18,8 @@ struct ns_tcp;
 struct ns_listener;
 
 struct ns_if {
-    struct netif netif; /* netif.state points back here */
+    struct netif *netif; /* attached lwIP netif (netif->state points back here), NULL: detached */
+    uint64_t busy_ms;    /* loop time it last needed the netif (detached after the grace) */
     char tag[NS_IF_TAG_MAX];
     uint16_t mtu;
     struct ns_addr addrs[NS_IF_MAX_ADDRS];
@@ -27,7 +28,6 @@ struct ns_if {
     ns_output_fn output;
     void *output_ctx;
     uint32_t max_conns;
-    uint8_t *obuf; /* NS_IF_HEADROOM + mtu + NS_IF_TAILROOM */
     struct ns_if_stats st;
     struct ns_tcp *streams; /* doubly linked through ns_tcp */
     struct ns_listener *listeners;
@@ -41,6 +41,19 @@ extern uint64_t ns__blackhole_drops;
 int ns__blackhole_add(void);
 void ns__blackhole_remove(void);
 
+/* ns_if.c */
+void ns__if_init(void);   /* from ns_init */
+void ns__if_deinit(void); /* from ns_deinit */
+/*
+ * Gives nif an lwIP netif if it has none (and marks it busy now). When all NS_IF_MAX_ATTACHED
+ * slots are taken and ns__input_depth == 0, detaches the longest-idle attached interface that no
+ * longer needs its netif first. NB_OK or NB_E_NOMEM (counted in ns_stats.if_no_slot; the caller
+ * counts its own per-interface figure).
+ */
+int ns__if_attach(struct ns_if *nif);
+extern size_t ns__n_attached;
+extern uint64_t ns__if_attaches, ns__if_detaches, ns__if_no_slot, ns__tw_purged;
+
 /* ns.c */
 extern int ns__input_depth; /* >0 while lwIP is processing input or timers */
 extern size_t ns__n_streams;
@@ -51,5 +64,11 @@ void ns__timers_kick(void);
 
 /* ns_tcp.c: detaches and aborts every stream/listener/pcb bound to nif (from ns_if_free). */
 void ns__tcp_if_gone(struct ns_if *nif);
+/* ns_tcp.c: sets busy[i] for every lwIP netif index i that a pcb other than a TIME_WAIT one is
+ * bound to (active incl. SYN_RCVD and closing, bound, listening). */
+void ns__tcp_busy(bool busy[256]);
+/* ns_tcp.c: aborts every pcb lwIP still has bound to index idx (all lists); returns how many of
+ * them were in TIME_WAIT. For pcbs no ns_tcp object owns (see ns__tcp_if_gone for ours). */
+size_t ns__tcp_purge(u8_t idx);
 
 #endif

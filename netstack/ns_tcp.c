@@ -652,6 +652,10 @@ int ns_tcp_connect(struct ns_if *nif, const struct sockaddr *dst, const struct n
         return NB_E_INVAL;
     if (nif->max_conns && nif->n_streams >= nif->max_conns)
         return NB_E_NOMEM;
+    if (ns__if_attach(nif) != NB_OK) {
+        nif->st.open_no_slot++;
+        return NB_E_NOMEM;
+    }
     struct ns_tcp *s = stream_new(nif);
     if (s == NULL)
         return NB_E_NOMEM;
@@ -662,7 +666,7 @@ int ns_tcp_connect(struct ns_if *nif, const struct sockaddr *dst, const struct n
         stream_free(s);
         return NB_E_NOMEM;
     }
-    tcp_bind_netif(pcb, &nif->netif);
+    tcp_bind_netif(pcb, nif->netif);
     s->pcb = pcb;
     s->connecting = true;
     attach(s);
@@ -813,6 +817,10 @@ int ns_tcp_listen(struct ns_if *nif, const struct sockaddr *local, nb_accept_fn 
             return NB_E_EXISTS;
     }
 
+    if (ns__if_attach(nif) != NB_OK) {
+        nif->st.open_no_slot++;
+        return NB_E_NOMEM;
+    }
     struct ns_listener *l = calloc(1, sizeof *l);
     if (l == NULL)
         return NB_E_NOMEM;
@@ -834,7 +842,7 @@ int ns_tcp_listen(struct ns_if *nif, const struct sockaddr *local, nb_accept_fn 
      * interface were refused above.
      */
     ip_set_option(pcb, SOF_REUSEADDR);
-    tcp_bind_netif(pcb, &nif->netif);
+    tcp_bind_netif(pcb, nif->netif);
     if (tcp_bind(pcb, &ip, port) != ERR_OK) {
         tcp_close(pcb);
         free(l);
@@ -869,7 +877,7 @@ int ns_tcp_listen(struct ns_if *nif, const struct sockaddr *local, nb_accept_fn 
     return NB_OK;
 }
 
-/* ---- interface teardown ---- */
+/* ---- interface teardown, detach ---- */
 
 /* Aborts (closes, if never connected) the first pcb in `list` bound to idx; false if none. */
 static bool kill_one(struct tcp_pcb *list, u8_t idx)
@@ -881,7 +889,7 @@ static bool kill_one(struct tcp_pcb *list, u8_t idx)
         if (p->state == CLOSED)
             tcp_close(p);
         else
-            tcp_abort(p);
+            tcp_abort(p); /* a TIME_WAIT pcb is freed without RST */
         return true;
     }
     return false;
@@ -900,9 +908,42 @@ static bool kill_one_listen(u8_t idx)
     return false;
 }
 
+/* Handed-off closes, TIME_WAIT, half-open SYN_RCVD (before the listeners they reference). */
+static size_t kill_conns(u8_t idx)
+{
+    size_t tw = 0;
+    while (kill_one(tcp_active_pcbs, idx))
+        ;
+    while (kill_one(tcp_tw_pcbs, idx))
+        tw++;
+    while (kill_one(tcp_bound_pcbs, idx))
+        ;
+    return tw;
+}
+
+size_t ns__tcp_purge(u8_t idx)
+{
+    if (idx == NETIF_NO_INDEX)
+        return 0; /* would match unbound pcbs (we have none, but never kill them) */
+    size_t tw = kill_conns(idx);
+    while (kill_one_listen(idx))
+        ;
+    return tw;
+}
+
+void ns__tcp_busy(bool busy[256])
+{
+    for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
+        busy[p->netif_idx] = true;
+    for (struct tcp_pcb *p = tcp_bound_pcbs; p != NULL; p = p->next)
+        busy[p->netif_idx] = true;
+    for (struct tcp_pcb_listen *p = tcp_listen_pcbs.listen_pcbs; p != NULL; p = p->next)
+        busy[p->netif_idx] = true;
+}
+
 void ns__tcp_if_gone(struct ns_if *nif)
 {
-    u8_t idx = netif_get_index(&nif->netif);
+    u8_t idx = nif->netif ? netif_get_index(nif->netif) : NETIF_NO_INDEX;
     while (nif->streams) {
         struct ns_tcp *s = nif->streams;
         abort_pcb(s);
@@ -911,14 +952,10 @@ void ns__tcp_if_gone(struct ns_if *nif)
         unlink_stream(s);
         schedule(s);
     }
-    /* Everything else lwIP still runs for this interface: handed-off closes, TIME_WAIT,
-     * half-open SYN_RCVD (before the listeners, which they reference). */
-    while (kill_one(tcp_active_pcbs, idx))
-        ;
-    while (kill_one(tcp_tw_pcbs, idx))
-        ;
-    while (kill_one(tcp_bound_pcbs, idx))
-        ;
+    /* Everything else lwIP still runs for this interface. Detached: there is nothing (no pcb
+     * outlives the netif), and index 0 would match unbound pcbs. */
+    if (idx != NETIF_NO_INDEX)
+        kill_conns(idx);
     while (nif->listeners) {
         struct ns_listener *l = nif->listeners;
         if (l->pcb) {
@@ -929,6 +966,7 @@ void ns__tcp_if_gone(struct ns_if *nif)
         }
         listener_unlink(l);
     }
-    while (kill_one_listen(idx))
-        ;
+    if (idx != NETIF_NO_INDEX)
+        while (kill_one_listen(idx))
+            ;
 }

@@ -5,6 +5,7 @@
 #   10 unit       cmocka unit tests (ctest), normal build
 #   20 asan       the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   30 interop    real third-party peers (wireguard-go in a netns, curl), against build/nbproxy
+#   35 interop    the same against the ASan+UBSan build of the binary
 #   40 fuzz       every libFuzzer target, briefly (NB_FUZZ_SECONDS, default 20 s each)
 # Prints one closing line "N passed, N failed".
 set -u
@@ -86,8 +87,12 @@ step "00 format" format_check
 step "10 unit" unit build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 step "20 asan+ubsan" unit build-asan -DCMAKE_BUILD_TYPE=Debug -DNB_SANITIZE=ON
 for t in tests/interop/*_test.sh; do
-    [ -f "$t" ] || continue
     step "30 interop $(basename "$t" .sh)" bash "$t"
+done
+# The same end-to-end flows once more with the sanitizer build of the binary (smaller transfers).
+for t in tests/interop/*_test.sh; do
+    step "35 interop+asan $(basename "$t" .sh)" env NBPROXY_BIN="$top/build-asan/nbproxy" \
+        NBT_SIZE_MB=20 bash "$t"
 done
 step "40 fuzz" fuzz_smoke
 

@@ -62,9 +62,9 @@ cat > "$work/port.json" <<JSON
 {"accounts":[{"id":"a","wireguard":{"privateKey":"$k","addresses":["10.0.0.1/24"]}}],
  "mappings":[{"id":"m","accountId":"a","mode":"tcp","listenPort":$port,"path":[{"target":"10.0.0.2:80"}]}]}
 JSON
-python3 -c "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0',$port)); s.listen(); time.sleep(3)" &
+python3 -c "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0',$port)); s.listen(); open('$work/held','w').close(); time.sleep(15)" &
 hold=$!
-sleep 0.3
+for _ in $(seq 200); do [ -f "$work/held" ] && break; sleep 0.05; done
 expect_fail "a port in use stops start-up, naming the mapping" "mapping m: listen on port $port" \
     "$bin" --config "$work/port.json"
 kill $hold 2>/dev/null; wait $hold 2>/dev/null
