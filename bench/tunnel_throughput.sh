@@ -17,6 +17,8 @@
 #   NBB_PERF     if set to a directory: perf record -g on nbproxy (b) and on A and B (c) during
 #                the forward run, reports written there (profiling run: figures not comparable)
 #   NBB_KEEP=1   keep the work directory (logs, JSON)
+#   NBB_IPERF_EXTRA  extra iperf3 client flags for the measured runs (e.g. "-i 0.1
+#                --get-server-output" to look for stalls); leave empty for the reported figures
 #
 # Topology (every address is on an interface this script creates, or on loopback):
 #   root ns: bridge nbb-br 10.99.7.1/24; nbproxy (b) UDP 51832, tunnel 10.99.70.3 (netstack only)
@@ -157,7 +159,7 @@ iperf_run() {
     local pre=()
     [ -n "$ns" ] && pre=(ip netns exec "$ns")
     timeout $((T + 30)) "${pre[@]}" iperf3 -c "$host" -p "$port" -t "$T" -J --connect-timeout 5000 \
-        $dir > "$work/$name.json" 2> "$work/$name.err"
+        $dir ${NBB_IPERF_EXTRA:-} > "$work/$name.json" 2> "$work/$name.err"
     python3 - "$work/$name.json" <<'PY'
 import json, sys
 try:
@@ -170,10 +172,24 @@ except Exception as ex:
 PY
 }
 
-warm() { # NETNS-OR-"" HOST PORT: a 1 s run to complete the handshake (not reported)
-    local pre=()
+warm() { # NETNS-OR-"" HOST PORT: a 1 s run to complete the handshake (not reported); the
+    # first handshake initiation may be lost while the far end starts (WireGuard retries after
+    # 5 s), so try up to three times.
+    local pre=() i
     [ -n "$1" ] && pre=(ip netns exec "$1")
-    timeout 30 "${pre[@]}" iperf3 -c "$2" -p "$3" -t 1 --connect-timeout 5000 > /dev/null 2>&1
+    for i in 1 2 3; do
+        timeout 30 "${pre[@]}" iperf3 -c "$2" -p "$3" -t 1 --connect-timeout 8000 > /dev/null 2>&1 \
+            && return 0
+    done
+    return 1
+}
+
+wait_udp() { # port: wait until a UDP socket is bound to it in the root namespace
+    for _ in $(seq 200); do
+        ss -Hlun "sport = :$1" | grep -q . && return 0
+        sleep 0.05
+    done
+    return 1
 }
 
 declare -A R
@@ -242,6 +258,7 @@ case " $CASES " in *" c "*)
     "$sink" --config "$work/nb-cB.json" --forward 5201:127.0.0.1:5202 --log-level warn \
         > "$work/sink-c.log" 2>&1 &
     pid_sink=$!; pids+=($pid_sink)
+    wait_udp 51842 || log "case c: nb_tunnel_sink is not bound to UDP 51842 (see $work/sink-c.log)"
     "$bin" --config "$work/nb-cA.json" --log-level warn > "$work/nbproxy-c.log" 2>&1 &
     pid_nbA=$!; pids+=($pid_nbA)
     if wait_port 15202 && kill -0 $pid_sink 2>/dev/null; then
@@ -255,8 +272,8 @@ case " $CASES " in *" c "*)
 esac
 
 # ---- report ----
-base_f=${R[a-fwd]%% *}
-base_r=${R[a-rev]%% *}
+base_f=${R[a-fwd]:-0}; base_f=${base_f%% *}
+base_r=${R[a-rev]:-0}; base_r=${base_r%% *}
 ratio() { # value base
     awk -v v="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && v + 0 > 0) printf "%.2f×", v / b; else print "-" }'
 }

@@ -10,7 +10,8 @@
 # Checks: handshake initiated by nbproxy and by the peer; ping to nbproxy's tunnel address;
 # a tcp mapping from host port 18080 through the tunnel to the upstream, 100 MB byte-identical
 # down and up; a wrong key passes no traffic; the peer roaming to a new source address keeps
-# working; a rekey (timers shortened through NB_PROXY_WG_REKEY_AFTER_TIME) keeps traffic flowing.
+# working; a rekey (timers shortened through NB_PROXY_WG_REKEY_AFTER_TIME) keeps traffic flowing;
+# everything runs with a preshared key, and a wrong one passes nothing.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -58,13 +59,14 @@ umask 077
 wg genkey > "$work/peer.key"; wg pubkey < "$work/peer.key" > "$work/peer.pub"
 wg genkey > "$work/self.key"; wg pubkey < "$work/self.key" > "$work/self.pub"
 wg genkey > "$work/other.key"; wg pubkey < "$work/other.key" > "$work/other.pub"
+wg genpsk > "$work/psk"; wg genpsk > "$work/otherpsk"
 umask 022
 
 LOG_LEVEL=error ip netns exec $NS wireguard-go -f $IF > "$work/wggo.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -S /var/run/wireguard/$IF.sock ] && break; sleep 0.05; done
 ip netns exec $NS wg set $IF private-key "$work/peer.key" listen-port 51820 \
-    peer "$(cat "$work/self.pub")" allowed-ips 10.99.100.1/32
+    peer "$(cat "$work/self.pub")" allowed-ips 10.99.100.1/32 preshared-key "$work/psk"
 ip -n $NS addr add 10.99.100.2/24 dev $IF
 ip -n $NS link set $IF mtu 1280 up
 
@@ -79,9 +81,10 @@ for _ in $(seq 100); do
 done
 
 # ---- nbproxy ----
-write_config() { # $1 = peer public key, $2 = "endpoint" or "" (peer-initiated)
+write_config() { # $1 = peer public key, $2 = "endpoint" or "" (peer-initiated), $3 = psk file
     local ep=""
     [ -n "$2" ] && ep="\"endpoint\": \"10.99.1.2:51820\","
+    local psk=${3:-$work/psk}
     cat > "$work/nbproxy.json" <<JSON
 {
   "accounts": [{
@@ -91,6 +94,7 @@ write_config() { # $1 = peer public key, $2 = "endpoint" or "" (peer-initiated)
       "listenPort": 51821,
       "addresses": ["10.99.100.1/24"],
       "peers": [{ "publicKey": "$1", $ep "allowedIps": ["10.99.100.2/32"],
+                  "presharedKey": "$(cat "$psk")",
                   "persistentKeepalive": 25 }]
     }
   }],
@@ -160,7 +164,7 @@ stop_proxy
 # is re-added so that wireguard-go holds no session from the previous nbproxy run.
 ip netns exec $NS wg set $IF peer "$(cat "$work/self.pub")" remove
 ip netns exec $NS wg set $IF peer "$(cat "$work/self.pub")" allowed-ips 10.99.100.1/32 \
-    endpoint 10.99.1.1:51821
+    endpoint 10.99.1.1:51821 preshared-key "$work/psk"
 write_config "$(cat "$work/peer.pub")" ""
 before=$(peer_handshake)
 start_proxy || bad "nbproxy did not restart"
@@ -207,6 +211,16 @@ if ip netns exec $NS ping -c 2 -i 0.3 -W 1 10.99.100.1 > /dev/null 2>&1; then
     bad "wrong peer key: ping answered"
 else
     ok "wrong peer key: no ping reply"
+fi
+stop_proxy
+
+# 6. A wrong preshared key passes no traffic either.
+write_config "$(cat "$work/peer.pub")" endpoint "$work/otherpsk"
+start_proxy || bad "nbproxy did not start (wrong psk)"
+if curl -sS --max-time 6 -o /dev/null http://127.0.0.1:18080/big.bin -r 0-1023 2>/dev/null; then
+    bad "wrong preshared key still passed traffic"
+else
+    ok "wrong preshared key: no traffic"
 fi
 stop_proxy
 
