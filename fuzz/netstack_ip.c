@@ -3,7 +3,7 @@
  * libFuzzer target: raw IP packets into a tunnel interface that has a TCP listener (echo) on
  * port 80, IPv4 and IPv6. Input = a sequence of packets, each prefixed by a 2-byte big-endian
  * length, so the fuzzer can build handshakes, data, fragments. After each input everything is
- * torn down, lwIP's TCP and reassembly timers are swept, and every pool must be back to zero
+ * torn down, lwIP's TCP timers are swept, and every pool must be back to zero
  * (a leak aborts). Checksum checks are off in fuzz builds (NB_FUZZING, see lwipopts.h) so inputs
  * get past the header checks.
  *
@@ -134,11 +134,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nb_loop_run_once(loop, 0);
     ns_if_free(nif);
     nb_loop_run_once(loop, 0);
-    /* Sweep reassembly buffers of incomplete fragments. */
-    for (int i = 0; i <= IP_REASS_MAXAGE; i++)
-        ip_reass_tmr();
-    for (int i = 0; i <= IPV6_REASS_MAXAGE; i++)
-        ip6_reass_tmr();
     char why[128];
     if (!ns_pools_idle(why, sizeof why)) {
         fprintf(stderr, "netstack leak: %s\n", why);

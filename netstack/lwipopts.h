@@ -47,28 +47,34 @@
 #define PBUF_POOL_BUFSIZE       1536 /* one pbuf per packet up to MTU 1500 */
 #define IP_REASS_MAX_PBUFS      64
 #define IP_REASS_MAXAGE         5
-#define LWIP_IPV6_REASS         1
+#define LWIP_IPV6_REASS         0 /* see IP_REASSEMBLY */
 #define IPV6_REASS_MAXAGE       5
 #define IPV6_FRAG_COPYHEADER    1 /* REQUIRED on 64-bit hosts (ip6_frag.c asserts otherwise) */
 
 /* ---- protocols ---- */
-#define LWIP_IPV4                     1
-#define LWIP_IPV6                     1
-#define LWIP_ARP                      0
-#define LWIP_ETHERNET                 0
-#define LWIP_ICMP                     1
-#define LWIP_BROADCAST_PING           0
-#define LWIP_MULTICAST_PING           0
-#define LWIP_ICMP6                    1
-#define LWIP_RAW                      0
-#define LWIP_UDP                      0
-#define LWIP_TCP                      1
-#define LWIP_DNS                      0
-#define LWIP_DHCP                     0
-#define LWIP_AUTOIP                   0
-#define LWIP_IGMP                     0
-#define IP_FORWARD                    0
-#define IP_REASSEMBLY                 1
+#define LWIP_IPV4           1
+#define LWIP_IPV6           1
+#define LWIP_ARP            0
+#define LWIP_ETHERNET       0
+#define LWIP_ICMP           1
+#define LWIP_BROADCAST_PING 0
+#define LWIP_MULTICAST_PING 0
+#define LWIP_ICMP6          1
+#define LWIP_RAW            0
+#define LWIP_UDP            0
+#define LWIP_TCP            1
+#define LWIP_DNS            0
+#define LWIP_DHCP           0
+#define LWIP_AUTOIP         0
+#define LWIP_IGMP           0
+#define IP_FORWARD          0
+/*
+ * No reassembly of incoming fragments: lwIP matches fragments by addresses, ID and protocol, not
+ * by netif, so two accounts with the same addresses could have their fragments merged. Inner
+ * packets over WireGuard are not fragmented in practice (TCP uses the MSS of the 1280 MTU), so
+ * fragments are dropped (counted by lwIP) rather than risk crossing accounts.
+ */
+#define IP_REASSEMBLY                 0
 #define IP_FRAG                       1
 #define IP_DEFAULT_TTL                64
 #define LWIP_IPV6_FORWARD             0

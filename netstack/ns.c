@@ -111,7 +111,6 @@ void ns_stats(struct ns_stats *st)
     st->pbuf_pool = pool_used(MEMP_PBUF_POOL);
     st->pbuf_pool_max = pool_avail(MEMP_PBUF_POOL);
     st->pbuf_ref = pool_used(MEMP_PBUF);
-    st->reass = pool_used(MEMP_REASSDATA) + pool_used(MEMP_IP6_REASSDATA);
     st->frag = pool_used(MEMP_FRAG_PBUF);
     st->heap_bytes = lwip_stats.mem.used;
     st->heap_peak = lwip_stats.mem.max;

@@ -39,7 +39,6 @@ struct ns_stats {
     size_t tcp_segs, tcp_segs_max;     /* MEMP_TCP_SEG */
     size_t pbuf_pool, pbuf_pool_max;   /* MEMP_PBUF_POOL: received packets held by lwIP/us */
     size_t pbuf_ref;                   /* MEMP_PBUF */
-    size_t reass;                      /* IPv4 + IPv6 reassembly descriptors */
     size_t frag;                       /* MEMP_FRAG_PBUF */
     size_t heap_bytes, heap_peak;      /* lwIP heap (PBUF_RAM), capped at MEM_SIZE */
     size_t heap_max;                   /* the cap */

@@ -46,7 +46,8 @@ extern const char ns_tcp_err_if_gone[]; /* the interface was freed */
  * Opens a connection to `dst` (sockaddr_in or sockaddr_in6; the interface needs an address of
  * that family) from the interface's address and an ephemeral port. On NB_OK *out is the stream
  * (owned by the caller, which must close() it exactly once) and on_connect will run. Errors:
- * NB_E_INVAL (bad address/family), NB_E_NOMEM (no pcb or memory, or interface max_conns hit).
+ * NB_E_INVAL (bad address/family), NB_E_NOMEM (no pcb or memory, interface max_conns hit, or no
+ * lwIP netif slot for the interface: ns_if.h, counted in ns_if_stats.open_no_slot).
  */
 int ns_tcp_connect(struct ns_if *nif, const struct sockaddr *dst, const struct nb_stream_cbs *cbs,
                    void *arg, struct nb_stream **out);
@@ -55,7 +56,8 @@ int ns_tcp_connect(struct ns_if *nif, const struct sockaddr *dst, const struct n
  * Listens on `local` (the address must be one of the interface's, or any: 0.0.0.0 = IPv4 only,
  * :: = IPv4 and IPv6; the port must be non-zero). Accepted streams are handed to on_accept (see
  * stream.h for ownership). Two interfaces may listen on the same address and port; on one
- * interface a duplicate is NB_E_EXISTS. NB_E_INVAL, NB_E_NOMEM otherwise.
+ * interface a duplicate is NB_E_EXISTS. NB_E_INVAL, NB_E_NOMEM otherwise (also: no lwIP netif
+ * slot, as for connect). A listener keeps its interface's netif attached (one slot).
  */
 int ns_tcp_listen(struct ns_if *nif, const struct sockaddr *local, nb_accept_fn on_accept,
                   void *arg, struct nb_listener **out);
