@@ -177,6 +177,8 @@ static int set_value(struct nb_config *c, const struct opt *o, const char *v)
         char *dup = strdup(v);
         if (dup == NULL)
             return NB_E_NOMEM;
+        if (*(char **)field)
+            sodium_memzero(*(char **)field, strlen(*(char **)field)); /* may be a secret */
         free(*(char **)field);
         *(char **)field = dup;
         return NB_OK;

@@ -138,10 +138,14 @@ static void demo_answer(struct demo_conn *c, int status, const char *reason)
                      c->banner);
     else
         bl = snprintf(body, sizeof body, "%d %s\n", status, reason);
+    if (bl < 0 || (size_t)bl >= sizeof body)
+        bl = (int)strlen(body); /* truncated: send what fits */
     int ml = snprintf(msg, sizeof msg,
                       "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                       "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
                       status, reason, bl, body);
+    if (ml < 0 || (size_t)ml >= sizeof msg)
+        ml = (int)strlen(msg);
     c->answered = true;
     nb_stream_write(c->s, msg, (size_t)ml);
     nb_stream_shutdown(c->s);

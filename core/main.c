@@ -39,7 +39,8 @@ struct app {
     struct nb_proxy *proxy;
     struct nb_account **accounts;
     uint32_t n_accounts;
-    struct nb_timer drain_timer;
+    struct nb_timer drain_timer;    /* polls for relays to finish after a signal */
+    struct nb_timer deadline_timer; /* gives up draining after DRAIN_MS */
     bool stopping;
     uint8_t psk[32]; /* --preshared-key, secret */
     bool psk_set;
@@ -50,6 +51,8 @@ static void drain_check(struct nb_timer *t)
 {
     struct app *app = t->arg;
     struct nb_proxy_stats st;
+    if (app->proxy == NULL)
+        return;
     nb_proxy_stats(app->proxy, &st);
     if (st.relays_active == 0) {
         nb_loop_stop(app->loop);
@@ -65,8 +68,6 @@ static void drain_deadline(struct nb_timer *t)
     nb_loop_stop(app->loop);
 }
 
-static struct nb_timer deadline_timer;
-
 static void on_signal(void *arg, int signo)
 {
     struct app *app = arg;
@@ -79,10 +80,8 @@ static void on_signal(void *arg, int signo)
     nb_info("main", "signal %d: draining (new connections refused, up to %u s)", signo,
             DRAIN_MS / 1000);
     nb_proxy_drain(app->proxy);
-    nb_timer_init(&app->drain_timer, drain_check, app);
     nb_timer_arm(app->loop, &app->drain_timer, 0);
-    nb_timer_init(&deadline_timer, drain_deadline, app);
-    nb_timer_arm(app->loop, &deadline_timer, DRAIN_MS);
+    nb_timer_arm(app->loop, &app->deadline_timer, DRAIN_MS);
 }
 
 /* Every account holds a UDP socket and every relay two streams: use the hard fd limit. */
@@ -131,6 +130,8 @@ static int start(struct app *app, const struct nb_config *cfg, struct nb_standal
 
 static void stop(struct app *app)
 {
+    nb_timer_cancel(&app->drain_timer);
+    nb_timer_cancel(&app->deadline_timer);
     nb_proxy_free(app->proxy);
     app->proxy = NULL;
     /* Let cancelled relays and closing streams settle before the netstack goes away. */
@@ -253,6 +254,8 @@ int main(int argc, char **argv)
 
     struct app app = {0};
     int rc = 1;
+    nb_timer_init(&app.drain_timer, drain_check, &app);
+    nb_timer_init(&app.deadline_timer, drain_deadline, &app);
     if (cfg.preshared_key && cfg.preshared_key[0]) {
         if (nb_key_parse(cfg.preshared_key, app.psk) != NB_OK) {
             fprintf(stderr, "nbproxy: --preshared-key is not a base64 WireGuard key\n");
@@ -288,6 +291,9 @@ int main(int argc, char **argv)
         nb_error("main", "start-up failed; nothing is served");
         goto out_proxy;
     }
+    /* The configuration holds every private key and PSK: keep it no longer than needed. */
+    uint32_t n_accounts = sa.n_accounts, n_mappings = sa.n_mappings;
+    nb_standalone_free(&sa);
     if (demo)
         printf("nbproxy demo is up: try   curl http://127.0.0.1:%d/\n"
                "The request enters a tcp mapping on 127.0.0.1:%d, crosses a WireGuard tunnel "
@@ -296,7 +302,7 @@ int main(int argc, char **argv)
                (int)demo_port, (int)demo_port, NB_DEMO_PROXY_IP, NB_DEMO_BACKEND_IP);
     else
         nb_info("main", "nbproxy %s serving %u account(s), %u mapping(s) from %s", NB_VERSION,
-                sa.n_accounts, sa.n_mappings, cfg.config_file);
+                n_accounts, n_mappings, cfg.config_file);
     fflush(stdout);
     rc = nb_loop_run(app.loop) == NB_OK ? 0 : 1;
     nb_info("main", "stopped");

@@ -277,7 +277,8 @@ static void service_free(struct service *svc)
             conn_abort(c, "service removed");
         }
     }
-    /* Relays end from a deferred call and read svc->id; hand them a stable copy. */
+    /* Cancelled relays end from a deferred call and still read svc->id; remove_service()
+     * therefore frees the service from a deferred call queued after theirs. */
     svc->listener = NULL;
 }
 

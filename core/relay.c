@@ -33,7 +33,8 @@ struct nb_relay {
     nb_relay_done_fn done;
     void *arg;
     bool ending;
-    bool abort;
+    bool abort_client;  /* reset instead of flushing: the side failed, or the relay was */
+    bool abort_backend; /* cancelled / timed out */
 };
 
 static uint64_t relays_live;
@@ -52,8 +53,8 @@ static void relay_finish(struct nb_defer *d)
 {
     struct nb_relay *r = d->arg;
     nb_timer_cancel(&r->idle);
-    nb_stream_close(r->client.s, r->abort);
-    nb_stream_close(r->backend.s, r->abort);
+    nb_stream_close(r->client.s, r->abort_client);
+    nb_stream_close(r->backend.s, r->abort_backend);
     r->res.ended_ms = nb_loop_now_ms(r->loop);
     if (r->done)
         r->done(r->arg, r, &r->res);
@@ -61,13 +62,19 @@ static void relay_finish(struct nb_defer *d)
     free(r);
 }
 
-/* Ends the relay from the loop; streams are closed there, never inside their own callback. */
-static void relay_end(struct nb_relay *r, const char *reason, bool abort)
+/*
+ * Ends the relay from the loop; streams are closed there, never inside their own callback. A
+ * side is reset when `abort_*` says so; the other is closed gracefully, so bytes already read
+ * from a backend that then failed still reach the client (flush, then FIN, bounded by the
+ * stream's close linger).
+ */
+static void relay_end(struct nb_relay *r, const char *reason, bool abort_client, bool abort_backend)
 {
     if (r->ending)
         return;
     r->ending = true;
-    r->abort = abort;
+    r->abort_client = abort_client;
+    r->abort_backend = abort_backend;
     r->res.reason = reason;
     /* No more callbacks from either stream. */
     nb_stream_set_cbs(r->client.s, NULL, NULL);
@@ -86,7 +93,7 @@ static void on_data(void *arg, struct nb_stream *s, const uint8_t *data, size_t 
     r->last_activity_ms = nb_loop_now_ms(r->loop);
     int rc = nb_stream_write(o->s, data, len);
     if (rc != NB_OK) {
-        relay_end(r, rc == NB_E_NOMEM ? "out of memory" : "write after close", true);
+        relay_end(r, rc == NB_E_NOMEM ? "out of memory" : "write after close", true, true);
         return;
     }
     if (nb_stream_write_full(o->s) && !e->paused) {
@@ -103,7 +110,7 @@ static void on_eof(void *arg, struct nb_stream *s)
     e->r->last_activity_ms = nb_loop_now_ms(e->r->loop);
     nb_stream_shutdown(o->s);
     if (o->eof)
-        relay_end(e->r, NULL, false);
+        relay_end(e->r, NULL, false, false);
 }
 
 static void on_drain(void *arg, struct nb_stream *s)
@@ -119,8 +126,10 @@ static void on_drain(void *arg, struct nb_stream *s)
 
 static void on_error(void *arg, struct nb_stream *s, const char *err)
 {
+    /* Only the failed side is reset; the other keeps what it was already given. */
     struct relay_end *e = arg;
-    relay_end(e->r, err ? err : "stream error", true);
+    bool client_failed = e == &e->r->client;
+    relay_end(e->r, err ? err : "stream error", client_failed, !client_failed);
 }
 
 static const struct nb_stream_cbs relay_cbs = {
@@ -136,7 +145,7 @@ static void on_idle(struct nb_timer *t)
     uint64_t now = nb_loop_now_ms(r->loop);
     uint64_t due = r->last_activity_ms + r->idle_ms;
     if (now >= due) {
-        relay_end(r, "idle timeout", true);
+        relay_end(r, "idle timeout", true, true);
         return;
     }
     nb_timer_arm_at(r->loop, &r->idle, due);
@@ -173,5 +182,5 @@ int nb_relay_start(struct nb_loop *loop, struct nb_stream *client, struct nb_str
 
 void nb_relay_cancel(struct nb_relay *r)
 {
-    relay_end(r, "cancelled", true);
+    relay_end(r, "cancelled", true, true);
 }

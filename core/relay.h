@@ -6,8 +6,9 @@
  * L4 relay: copies bytes both ways between two nb_streams (a client and a backend), with
  * backpressure (a side whose peer's write queue is full is paused until on_drain), half-close
  * propagation (a clean EOF on one side shuts down writing on the other; the relay ends when both
- * directions finished), an idle timeout over the whole connection, and a hard cap on how long a
- * finished direction may wait for the other (none: the idle timer covers it).
+ * directions finished), and an idle timeout over the whole connection (it also bounds how long
+ * a half-closed connection may linger). When one side fails, only that side is reset: the other
+ * is closed gracefully so bytes already relayed to it are delivered.
  *
  * The relay owns both streams from nb_relay_start() on and closes them when it ends. `done` runs
  * exactly once, from the loop (never from inside nb_relay_start), with byte counts for the L4

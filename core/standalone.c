@@ -41,8 +41,10 @@ int nb_key_parse(const char *b64, uint8_t key[NB_KEY_LEN])
         return NB_E_PARSE;
     if (sodium_base642bin(key, NB_KEY_LEN, b64, 44, NULL, &n, NULL,
                           sodium_base64_VARIANT_ORIGINAL) != 0 ||
-        n != NB_KEY_LEN)
+        n != NB_KEY_LEN) {
+        sodium_memzero(key, NB_KEY_LEN);
         return NB_E_PARSE;
+    }
     return NB_OK;
 }
 
@@ -345,16 +347,17 @@ static char *read_file(const char *path, size_t *len)
             break;
         if (n + 1 == cap) {
             if (cap >= (16u << 20)) { /* 16 MiB is far beyond any sane config */
+                sodium_memzero(buf, cap);
                 free(buf);
                 buf = NULL;
                 break;
             }
-            char *nb = realloc(buf, cap * 2);
-            if (nb == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
+            /* Grow by copy, wiping the old buffer: the file may hold private keys. */
+            char *nb = malloc(cap * 2);
+            if (nb != NULL)
+                memcpy(nb, buf, n);
+            sodium_memzero(buf, cap);
+            free(buf);
             buf = nb;
             cap *= 2;
         }
@@ -415,15 +418,18 @@ int nb_wgquick_parse(const char *text, struct nb_account_conf *a, char *err, siz
     enum { NONE, IFACE, PEER } sect = NONE;
     bool have_key = false;
     int lineno = 0;
+    int rc = NB_OK;
+    char line[1024]; /* may hold a key: wiped on every exit */
     a->mtu = 1280;
     const char *p = text;
     while (*p) {
         const char *eol = strchr(p, '\n');
         size_t ll = eol ? (size_t)(eol - p) : strlen(p);
-        char line[1024];
         lineno++;
-        if (ll >= sizeof line)
-            return fail(&e, "line %d: too long", lineno);
+        if (ll >= sizeof line) {
+            rc = fail(&e, "line %d: too long", lineno);
+            goto out;
+        }
         memcpy(line, p, ll);
         line[ll] = '\0';
         p += ll + (eol ? 1 : 0);
@@ -443,9 +449,17 @@ int nb_wgquick_parse(const char *text, struct nb_account_conf *a, char *err, siz
             continue;
         }
         if (strcasecmp(s, "[Peer]") == 0) {
-            struct nb_peer_conf *np = realloc(a->peers, (a->n_peers + 1) * sizeof *np);
-            if (np == NULL)
-                return NB_E_NOMEM;
+            /* Not realloc: the old array holds PSKs and must be wiped, not abandoned. */
+            struct nb_peer_conf *np = calloc(a->n_peers + 1, sizeof *np);
+            if (np == NULL) {
+                rc = NB_E_NOMEM;
+                goto out;
+            }
+            if (a->peers) {
+                memcpy(np, a->peers, a->n_peers * sizeof *np);
+                sodium_memzero(a->peers, a->n_peers * sizeof *np);
+                free(a->peers);
+            }
             a->peers = np;
             memset(&np[a->n_peers], 0, sizeof *np);
             a->n_peers++;
@@ -453,8 +467,10 @@ int nb_wgquick_parse(const char *text, struct nb_account_conf *a, char *err, siz
             continue;
         }
         char *eq = strchr(s, '=');
-        if (eq == NULL || sect == NONE)
-            return fail(&e, "line %d: expected [Interface], [Peer] or Key = Value", lineno);
+        if (eq == NULL || sect == NONE) {
+            rc = fail(&e, "line %d: expected [Interface], [Peer] or Key = Value", lineno);
+            goto out;
+        }
         *eq = '\0';
         char *k = s, *v = eq + 1;
         end = k + strlen(k);
@@ -466,7 +482,6 @@ int nb_wgquick_parse(const char *text, struct nb_account_conf *a, char *err, siz
         char w[64];
         snprintf(w, sizeof w, "line %d", lineno);
         cJSON *tmp = NULL;
-        int rc = NB_OK;
         if (sect == IFACE && strcasecmp(k, "PrivateKey") == 0) {
             if (nb_key_parse(v, a->private_key) != NB_OK)
                 rc = fail(&e, "line %d: PrivateKey is not a base64 WireGuard key", lineno);
@@ -516,21 +531,28 @@ int nb_wgquick_parse(const char *text, struct nb_account_conf *a, char *err, siz
         } else {
             rc = fail(&e, "line %d: unknown key \"%s\"", lineno, k);
         }
-        sodium_memzero(line, sizeof line);
         cJSON_Delete(tmp);
         if (rc != NB_OK)
-            return rc;
+            goto out;
     }
-    if (!have_key)
-        return fail(&e, "[Interface] PrivateKey is required");
-    if (a->n_addresses == 0)
-        return fail(&e, "[Interface] Address is required");
+    if (!have_key) {
+        rc = fail(&e, "[Interface] PrivateKey is required");
+        goto out;
+    }
+    if (a->n_addresses == 0) {
+        rc = fail(&e, "[Interface] Address is required");
+        goto out;
+    }
     for (uint32_t i = 0; i < a->n_peers; i++) {
         static const uint8_t zero[NB_KEY_LEN];
-        if (memcmp(a->peers[i].public_key, zero, NB_KEY_LEN) == 0)
-            return fail(&e, "[Peer] #%u: PublicKey is required", i + 1);
+        if (memcmp(a->peers[i].public_key, zero, NB_KEY_LEN) == 0) {
+            rc = fail(&e, "[Peer] #%u: PublicKey is required", i + 1);
+            goto out;
+        }
     }
-    return NB_OK;
+out:
+    sodium_memzero(line, sizeof line);
+    return rc;
 }
 
 /* ---- mappings ---- */
@@ -701,6 +723,16 @@ static int validate_mapping(const struct nb_mapping *m, const char *where, struc
     return NB_OK;
 }
 
+/* The tree holds base64 private keys and PSKs: wipe every string before cJSON frees it. */
+static void wipe_strings(cJSON *n)
+{
+    for (; n; n = n->next) {
+        if (n->valuestring)
+            sodium_memzero(n->valuestring, strlen(n->valuestring));
+        wipe_strings(n->child);
+    }
+}
+
 int nb_standalone_parse(const char *json, size_t len, const char *base_dir,
                         struct nb_standalone *out, char *err, size_t errlen)
 {
@@ -802,6 +834,7 @@ int nb_standalone_parse(const char *json, size_t len, const char *base_dir,
             i++;
         }
 out:
+    wipe_strings(root);
     cJSON_Delete(root);
     if (rc != NB_OK)
         nb_standalone_free(out);

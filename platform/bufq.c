@@ -6,9 +6,9 @@
 #include <string.h>
 
 /*
- * Chunks are recycled through a free list capped at FREE_MAX entries (4 MiB), so a burst of
- * queued data costs malloc once and later streaming none; anything above the cap goes back to
- * the allocator so an idle process shrinks again.
+ * Chunks are recycled through a process-wide free list (nbproxy is single-threaded) capped at
+ * FREE_MAX entries (4 MiB), so a burst of queued data costs malloc once and later streaming none;
+ * anything above the cap goes back to the allocator so an idle process shrinks again.
  */
 struct nb_bufq_chunk {
     struct nb_bufq_chunk *next;

@@ -4,8 +4,8 @@
 
 /*
  * A byte queue made of fixed 16 KiB chunks taken from a process-wide free list, so steady-state
- * streaming does not call malloc. Used for stream write queues. Not thread-safe (one loop per
- * thread; the free list is per thread).
+ * streaming does not call malloc. Used for stream write queues. Not thread-safe: the free list
+ * is process-wide and nbproxy runs one loop on one thread.
  */
 
 #include <stddef.h>

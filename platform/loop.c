@@ -40,6 +40,7 @@ struct nb_loop {
     struct epoll_event events[MAX_EVENTS];
     int nevents;
     int cur_event;
+    bool in_timers; /* run_timers() is running: arming for "now" means the next iteration */
 };
 
 uint64_t nb_now_ns(void)
@@ -109,22 +110,43 @@ int nb_io_start(struct nb_loop *loop, struct nb_io *io, int fd, uint32_t events,
     io->events = events;
     io->cb = cb;
     io->arg = arg;
+    io->_in_epoll = false;
+    if (events == 0)
+        return NB_OK;
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ee) < 0) {
         io->loop = NULL;
         return NB_E_IO;
     }
+    io->_in_epoll = true;
     return NB_OK;
+}
+
+/* Forgets pending events of this batch that still point at io (it may be freed next). */
+static void forget_pending(struct nb_loop *loop, struct nb_io *io)
+{
+    for (int i = loop->cur_event + 1; i < loop->nevents; i++)
+        if (loop->events[i].data.ptr == io)
+            loop->events[i].data.ptr = NULL;
 }
 
 int nb_io_set(struct nb_io *io, uint32_t events)
 {
     if (io->loop == NULL)
         return NB_E_INVAL;
-    if (io->events == events)
+    if (io->events == events && io->_in_epoll == (events != 0))
         return NB_OK;
     struct epoll_event ee = {.events = to_epoll(events), .data.ptr = io};
-    if (epoll_ctl(io->loop->epfd, EPOLL_CTL_MOD, io->fd, &ee) < 0)
+    if (events == 0) {
+        if (io->_in_epoll)
+            epoll_ctl(io->loop->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+        io->_in_epoll = false;
+        forget_pending(io->loop, io);
+    } else if (epoll_ctl(io->loop->epfd, io->_in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd,
+                         &ee) < 0) {
         return NB_E_IO;
+    } else {
+        io->_in_epoll = true;
+    }
     io->events = events;
     return NB_OK;
 }
@@ -134,11 +156,10 @@ void nb_io_stop(struct nb_io *io)
     struct nb_loop *loop = io->loop;
     if (loop == NULL)
         return;
-    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL);
-    /* Forget pending events of this batch that still point at io (it may be freed next). */
-    for (int i = loop->cur_event + 1; i < loop->nevents; i++)
-        if (loop->events[i].data.ptr == io)
-            loop->events[i].data.ptr = NULL;
+    if (io->_in_epoll)
+        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    io->_in_epoll = false;
+    forget_pending(loop, io);
     io->loop = NULL;
 }
 
@@ -212,6 +233,8 @@ void nb_timer_cancel(struct nb_timer *t)
 void nb_timer_arm_at(struct nb_loop *loop, struct nb_timer *t, uint64_t due_ms)
 {
     nb_timer_cancel(t);
+    if (loop->in_timers && due_ms <= loop->now_ms)
+        due_ms = loop->now_ms + 1; /* not again in this pass: see run_timers() */
     if (loop->heap_len == loop->heap_cap) {
         uint32_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
         struct nb_timer **h = realloc(loop->heap, cap * sizeof *h);
@@ -236,11 +259,13 @@ static void run_timers(struct nb_loop *loop)
 {
     /* Timers armed by callbacks for "now" run in the next iteration, not in this loop. */
     uint64_t now = loop->now_ms;
+    loop->in_timers = true;
     while (loop->heap_len > 0 && loop->heap[0]->due_ms <= now) {
         struct nb_timer *t = loop->heap[0];
         nb_timer_cancel(t);
         t->cb(t);
     }
+    loop->in_timers = false;
 }
 
 /* ---- deferred calls ---- */

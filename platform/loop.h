@@ -24,7 +24,9 @@ struct nb_defer;
 enum {
     NB_IO_READ = 1u << 0,
     NB_IO_WRITE = 1u << 1,
-    NB_IO_ERROR = 1u << 2, /* reported, never requested: EPOLLERR/EPOLLHUP */
+    /* Reported with EPOLLERR/EPOLLHUP. Requested alone, it keeps a watcher registered only for
+     * errors and hang-ups (a paused stream still learns about a reset). */
+    NB_IO_ERROR = 1u << 2,
 };
 
 /* Called with the ready events. The watcher may be stopped or freed inside the callback. */
@@ -38,6 +40,7 @@ struct nb_io {
     uint32_t events; /* NB_IO_READ | NB_IO_WRITE currently requested */
     nb_io_fn cb;
     void *arg;
+    bool _in_epoll; /* registered with epoll; a quiet watcher (events 0) is not */
 };
 
 struct nb_timer {
@@ -76,14 +79,19 @@ uint64_t nb_now_ns(void);
 /* Watches fd for `events` (NB_IO_READ/WRITE). The fd must be non-blocking. */
 int nb_io_start(struct nb_loop *loop, struct nb_io *io, int fd, uint32_t events, nb_io_fn cb,
                 void *arg);
-/* Changes the requested events of a started watcher (0 keeps it registered but quiet). */
+/*
+ * Changes the requested events of a started watcher. 0 makes it quiet: it is taken out of epoll
+ * (which would otherwise keep reporting a hang-up or error on the fd forever, level-triggered)
+ * and put back when events are requested again.
+ */
 int nb_io_set(struct nb_io *io, uint32_t events);
 /* Stops watching; safe on a watcher that was never started (io->loop == NULL). */
 void nb_io_stop(struct nb_io *io);
 
 /* Prepares a timer; it is not armed. */
 void nb_timer_init(struct nb_timer *t, nb_timer_fn cb, void *arg);
-/* Arms (or re-arms) the timer to fire after `after_ms` milliseconds. */
+/* Arms (or re-arms) the timer to fire after `after_ms` milliseconds. A timer armed from a timer
+ * callback for "now or earlier" fires in the next iteration, never in the same pass. */
 void nb_timer_arm(struct nb_loop *loop, struct nb_timer *t, uint64_t after_ms);
 /* Arms the timer at an absolute nb_loop_now_ms() time. */
 void nb_timer_arm_at(struct nb_loop *loop, struct nb_timer *t, uint64_t due_ms);

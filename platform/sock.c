@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Host TCP sockets behind the nb_stream interface. Reads go through one per-thread 64 KiB
+ * Host TCP sockets behind the nb_stream interface. Reads go through one process-wide 64 KiB
  * buffer and are handed to on_data directly, so an idle connection holds no read memory; writes
  * go straight to the kernel when the queue is empty and into an nb_bufq otherwise.
  *
@@ -33,6 +33,8 @@ struct sock_stream {
     struct nb_bufq wq;
     struct nb_timer timer; /* connect timeout, then close linger */
     struct nb_defer defer;
+    struct nb_defer err_defer; /* reports a failure found inside a call (connect) from the loop */
+    int connect_errno;
     int fd;
     bool connecting;
     bool paused;
@@ -41,6 +43,7 @@ struct sock_stream {
     bool eof;           /* peer FIN seen */
     bool failed;        /* on_error delivered */
     bool closed;        /* owner called close() */
+    bool hup;           /* hang-up without an error seen while nothing was requested */
     bool freeing;
 };
 
@@ -71,16 +74,23 @@ static void ss_release(struct sock_stream *ss)
     ss->freeing = true;
     nb_io_stop(&ss->io);
     nb_timer_cancel(&ss->timer);
+    nb_defer_cancel(ss->base.loop, &ss->err_defer);
     nb_defer(ss->base.loop, &ss->defer, ss_free_deferred, ss);
 }
 
 static void ss_update_events(struct sock_stream *ss)
 {
     uint32_t ev = 0;
+    if (ss->failed || ss->freeing) {
+        nb_io_set(&ss->io, 0);
+        return;
+    }
     if (ss->connecting || ss->wq.len > 0)
         ev |= NB_IO_WRITE;
-    if (!ss->connecting && !ss->paused && !ss->eof && !ss->closed && !ss->failed)
+    if (!ss->connecting && !ss->paused && !ss->eof && !ss->closed)
         ev |= NB_IO_READ;
+    if (ev == 0 && !ss->hup)
+        ev = NB_IO_ERROR; /* paused or idle: still hear about a reset */
     nb_io_set(&ss->io, ev);
 }
 
@@ -151,6 +161,28 @@ static void ss_on_io(struct nb_io *io, uint32_t events)
 {
     struct sock_stream *ss = io->arg;
 
+    if ((events & NB_IO_ERROR) && !ss->connecting) {
+        /* A reset or error is reported at once, even while paused (a client resetting while
+         * its backend is being dialled must end that dial). */
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(ss->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err != 0) {
+            ss_fail(ss, errno_reason(err));
+            return;
+        }
+        if (!(events & (NB_IO_READ | NB_IO_WRITE))) {
+            /* A clean hang-up while paused: stop listening until the owner resumes reading
+             * (which then sees the EOF) or closes; level-triggered epoll would repeat it. */
+            ss->hup = true;
+            if (ss->closed)
+                ss_release(ss);
+            else
+                ss_update_events(ss);
+            return;
+        }
+    }
+
     if (ss->connecting && (events & (NB_IO_WRITE | NB_IO_ERROR))) {
         int err = 0;
         socklen_t el = sizeof err;
@@ -190,7 +222,9 @@ static void ss_on_io(struct nb_io *io, uint32_t events)
                 ss_release(ss);
             return;
         }
-        for (int i = 0; i < READS_PER_EVENT && !ss->paused && !ss->eof; i++) {
+        for (int i = 0;
+             i < READS_PER_EVENT && !ss->paused && !ss->eof && !ss->failed && ss->base.cbs != NULL;
+             i++) {
             ssize_t r = recv(ss->fd, read_buf, sizeof read_buf, 0);
             if (r > 0) {
                 ss->base.cbs->on_data(ss->base.arg, &ss->base, read_buf, (size_t)r);
@@ -202,7 +236,7 @@ static void ss_on_io(struct nb_io *io, uint32_t events)
             }
             if (r == 0) {
                 ss->eof = true;
-                if (ss->base.cbs->on_eof)
+                if (ss->base.cbs && ss->base.cbs->on_eof)
                     ss->base.cbs->on_eof(ss->base.arg, &ss->base);
                 if (ss->closed || ss->failed || ss->freeing)
                     return;
@@ -258,6 +292,8 @@ static void ss_set_paused(struct nb_stream *s, bool paused)
     if (ss->paused == paused)
         return;
     ss->paused = paused;
+    if (!paused)
+        ss->hup = false;
     if (!ss->failed && !ss->freeing)
         ss_update_events(ss);
 }
@@ -304,7 +340,6 @@ static void ss_close(struct nb_stream *s, bool abort)
     }
     /* Graceful: keep flushing, then close; give up after CLOSE_LINGER_MS. */
     ss->want_shutdown = true;
-    nb_timer_init(&ss->timer, ss_linger_expired, ss);
     nb_timer_arm(ss->base.loop, &ss->timer, CLOSE_LINGER_MS);
     nb_io_set(&ss->io, NB_IO_READ | NB_IO_WRITE);
 }
@@ -347,6 +382,12 @@ static struct sock_stream *ss_new(struct nb_loop *loop, int fd)
     return ss;
 }
 
+static void ss_connect_failed(struct nb_defer *d)
+{
+    struct sock_stream *ss = d->arg;
+    ss_fail(ss, errno_reason(ss->connect_errno));
+}
+
 int nb_tcp_connect(struct nb_loop *loop, const struct sockaddr *addr, uint32_t timeout_ms,
                    const struct nb_stream_cbs *cbs, void *arg, struct nb_stream **out)
 {
@@ -369,8 +410,10 @@ int nb_tcp_connect(struct nb_loop *loop, const struct sockaddr *addr, uint32_t t
         return NB_E_IO;
     }
     if (connect(fd, addr, alen) < 0 && errno != EINPROGRESS) {
-        /* Report asynchronously like every other failure: the fd polls as ready with SO_ERROR. */
-        nb_io_set(&ss->io, NB_IO_WRITE | NB_IO_READ);
+        /* Report from the loop like every other failure, never inside nb_tcp_connect. */
+        ss->connect_errno = errno;
+        nb_io_set(&ss->io, 0);
+        nb_defer(loop, &ss->err_defer, ss_connect_failed, ss);
     }
     if (timeout_ms)
         nb_timer_arm(loop, &ss->timer, timeout_ms);

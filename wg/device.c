@@ -937,9 +937,16 @@ int wg_device_set_private_key(struct wg_device *dev, const wg_key priv)
     if ((err = wg_noise_local_set_private(&dev->local, priv)) != NB_OK)
         return err;
     wg_cookie_checker_set_key(&dev->checker, dev->local.pub);
-    for (p = dev->peers; p; p = p->next) {
-        wg_noise_remote_clear(&p->remote);
-        p->has_sent_handshake = false;
+    for (p = dev->peers; p;) {
+        struct wg_peer *next = p->next;
+        if (sodium_memcmp(p->remote.pub, dev->local.pub, WG_KEY_LEN) == 0) {
+            /* A peer with our own public key can never handshake; Linux drops it too. */
+            wg_device_remove_peer(dev, p);
+        } else {
+            wg_noise_remote_clear(&p->remote);
+            p->has_sent_handshake = false;
+        }
+        p = next;
     }
     return NB_OK;
 }

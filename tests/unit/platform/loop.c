@@ -157,6 +157,30 @@ static void test_io_watch_and_stop(void **state)
     nb_loop_free(loop);
 }
 
+static int rearms;
+
+static void rearm_now(struct nb_timer *t)
+{
+    rearms++;
+    nb_timer_arm(t->loop, t, 0); /* "again, now" from its own callback */
+}
+
+static void test_timer_rearmed_for_now_waits_for_next_iteration(void **state)
+{
+    struct nb_loop *loop = nb_loop_new();
+    struct nb_timer t;
+    nb_timer_init(&t, rearm_now, NULL);
+    nb_timer_arm(loop, &t, 0);
+    rearms = 0;
+    nb_loop_run_once(loop, 10);
+    /* Once per pass, not an endless loop inside one pass. */
+    assert_in_range(rearms, 1, 2);
+    nb_loop_run_once(loop, 10);
+    assert_in_range(rearms, 2, 4);
+    nb_timer_cancel(&t);
+    nb_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +188,7 @@ int main(void)
         cmocka_unit_test(test_timer_heap_random),
         cmocka_unit_test(test_defer_chains_settle),
         cmocka_unit_test(test_io_watch_and_stop),
+        cmocka_unit_test(test_timer_rearmed_for_now_waits_for_next_iteration),
     };
     return cmocka_run_group_tests_name("platform/loop", tests, NULL, NULL);
 }

@@ -10,7 +10,10 @@
 #include "platform/loop.h"
 #include "platform/sock.h"
 
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <string.h>
 
 #define TOTAL (4u << 20)
@@ -212,12 +215,76 @@ static void test_connect_refused_reports_error(void **state)
     nb_loop_free(loop);
 }
 
+static void test_paused_stream_reports_reset_without_spinning(void **state)
+{
+    uint16_t port;
+    loop = nb_loop_new();
+    memset(&server, 0, sizeof server);
+    struct nb_listener *lst = listen_local(&port);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_storage ss;
+    nb_addr_from_ip("127.0.0.1", port, &ss, NULL);
+    assert_int_equal(connect(fd, (struct sockaddr *)&ss, sizeof(struct sockaddr_in)), 0);
+    while (server.s == NULL)
+        nb_loop_run_once(loop, 50);
+    nb_stream_pause(server.s, true);
+    nb_loop_run_once(loop, 10);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd); /* RST while the stream is paused */
+    int iterations = 0;
+    uint64_t start = nb_now_ms();
+    while (server.err == NULL && nb_now_ms() - start < 1000) {
+        nb_loop_run_once(loop, 100);
+        iterations++;
+    }
+    assert_non_null(server.err);
+    assert_string_equal(server.err, "connection reset");
+    /* Quiet afterwards: a failed stream is out of epoll, nothing wakes the loop. */
+    start = nb_now_ms();
+    iterations = 0;
+    while (nb_now_ms() - start < 200) {
+        nb_loop_run_once(loop, 50);
+        iterations++;
+    }
+    assert_true(iterations < 10);
+    nb_stream_close(server.s, true);
+    nb_listener_close(lst);
+    nb_loop_run_once(loop, 0);
+    assert_int_equal(nb_tcp_streams_live(), 0);
+    nb_loop_free(loop);
+}
+
+static void test_immediate_connect_failure_is_reported(void **state)
+{
+    /* connect() failing synchronously (no route to a broadcast address) must reach on_connect
+     * with a reason, from the loop, not be mistaken for success. */
+    loop = nb_loop_new();
+    memset(&client, 0, sizeof client);
+    struct sockaddr_storage ss;
+    nb_addr_from_ip("255.255.255.255", 9, &ss, NULL);
+    assert_int_equal(nb_tcp_connect(loop, (struct sockaddr *)&ss, 1000, &cbs, &client, &client.s),
+                     0);
+    assert_null(client.err); /* not from inside the call */
+    uint64_t start = nb_now_ms();
+    while (client.err == NULL && nb_now_ms() - start < 2000)
+        nb_loop_run_once(loop, 50);
+    assert_non_null(client.err);
+    assert_false(client.connected);
+    nb_stream_close(client.s, false);
+    nb_loop_run_once(loop, 0);
+    assert_int_equal(nb_tcp_streams_live(), 0);
+    nb_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo_with_backpressure_and_half_close),
         cmocka_unit_test(test_paused_reader_bounds_writer),
         cmocka_unit_test(test_connect_refused_reports_error),
+        cmocka_unit_test(test_paused_stream_reports_reset_without_spinning),
+        cmocka_unit_test(test_immediate_connect_failure_is_reported),
     };
     return cmocka_run_group_tests_name("platform/sock", tests, NULL, NULL);
 }

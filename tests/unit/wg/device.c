@@ -192,6 +192,15 @@ static void test_rekey_after_time_override(void **state)
     assert_int_equal(t_type(&W.a.out[1]), WG_MSG_INITIATION);
 }
 
+static void test_private_key_equal_to_peer_drops_peer(void **state)
+{
+    /* Taking the private key whose public key is a configured peer's removes that peer. */
+    assert_non_null(wg_device_peer_lookup(W.a.dev, W.b.pub));
+    assert_int_equal(wg_device_set_private_key(W.a.dev, W.b.priv), NB_OK);
+    assert_null(wg_device_peer_lookup(W.a.dev, W.b.pub));
+    W.a.peer = NULL;
+}
+
 static void test_flip_mac2_under_load(void **state)
 {
     struct wg_device_params p = {.under_load_always = true};
@@ -724,6 +733,7 @@ int main(void)
         T(test_persistent_keepalive),
         T(test_rekey_after_time),
         T(test_rekey_after_time_override),
+        T(test_private_key_equal_to_peer_drops_peer),
         T(test_reject_after_time),
         T(test_zero_keys),
         T(test_cookie_under_load),
