@@ -34,6 +34,13 @@ enum {
                   WG_AEAD_TAG_LEN,
 };
 
+/*
+ * Outgoing data is encrypted into one process-wide buffer: the device is single-threaded and
+ * encrypt_and_send() never re-enters itself (ops.send only sends), so 64 KiB per process instead
+ * of per account. It only ever holds ciphertext once encrypt_and_send() returns.
+ */
+static uint8_t scratch[SCRATCH_LEN];
+
 #define PEER_OF_REMOTE(r) ((struct wg_peer *)((char *)(r)-offsetof(struct wg_peer, remote)))
 
 /* ---- little-endian helpers ---- */
@@ -338,7 +345,7 @@ static int stage(struct wg_peer *peer, const uint8_t *pkt, size_t len)
 static int encrypt_and_send(struct wg_peer *peer, const uint8_t *pkt, size_t len)
 {
     struct wg_device *dev = peer->dev;
-    uint8_t *out = dev->scratch;
+    uint8_t *out = scratch;
     size_t padded, mtu = dev->params.mtu;
     uint32_t r_idx;
     uint64_t nonce;
@@ -483,7 +490,13 @@ static int handshake_gate(struct wg_device *dev, const struct sockaddr *from, so
         dev->stats.drop_bad_mac++;
         return NB_E_DROP;
     }
-    if (load && !wg_ratelimiter_allow(&dev->limiter, now, from)) {
+    if (load && !dev->limiter) {
+        /* Idle devices do not pay for the table; under load without memory, fail closed. */
+        dev->limiter = malloc(sizeof(*dev->limiter));
+        if (dev->limiter)
+            wg_ratelimiter_init(dev->limiter, dev->limiter_key);
+    }
+    if (load && (!dev->limiter || !wg_ratelimiter_allow(dev->limiter, now, from))) {
         dev->stats.drop_rate_limited++;
         return NB_E_DROP;
     }
@@ -850,7 +863,6 @@ struct wg_device *wg_device_new(const struct wg_device_ops *ops,
 {
     struct wg_noise_ops nops = {0};
     struct wg_device *dev;
-    uint8_t hk[16];
     size_t nb = 1;
 
     if (wg_crypto_init() != NB_OK)
@@ -869,13 +881,12 @@ struct wg_device *wg_device_new(const struct wg_device_ops *ops,
         dev->params.mtu = DEFAULT_MTU;
     if (!dev->params.max_peers)
         dev->params.max_peers = DEFAULT_MAX_PEERS;
-    while (nb < (size_t)dev->params.max_peers * WG_PEER_INDICES)
+    /* One bucket per possible peer: chains stay short (a peer holds at most 3 live indices)
+     * without charging every idle account for the largest peer count. */
+    while (nb < (size_t)dev->params.max_peers)
         nb <<= 1;
     dev->buckets = calloc(nb, sizeof(*dev->buckets));
-    dev->scratch = malloc(SCRATCH_LEN);
-    if (!dev->buckets || !dev->scratch) {
-        free(dev->buckets);
-        free(dev->scratch);
+    if (!dev->buckets) {
         free(dev);
         return NULL;
     }
@@ -891,8 +902,7 @@ struct wg_device *wg_device_new(const struct wg_device_ops *ops,
     wg_noise_local_init(&dev->local, &nops);
     dev->local.rekey_after_time_ms = dev->params.rekey_after_time_ms;
     wg_cookie_checker_init(&dev->checker, up_random, dev);
-    dev->ops.random(dev->ops.ctx, hk, sizeof(hk));
-    wg_ratelimiter_init(&dev->limiter, hk);
+    dev->ops.random(dev->ops.ctx, dev->limiter_key, sizeof(dev->limiter_key));
     wg_allowedips_init(&dev->aips, dev->params.allowedips_max_nodes);
     dev->load_window_start = now_ms(dev);
     return dev;
@@ -921,10 +931,10 @@ void wg_device_free(struct wg_device *dev)
     wg_allowedips_free(&dev->aips);
     wg_noise_local_deinit(&dev->local);
     wg_cookie_checker_deinit(&dev->checker);
-    sodium_memzero(&dev->limiter, sizeof(dev->limiter));
+    if (dev->limiter)
+        sodium_memzero(dev->limiter, sizeof(*dev->limiter));
+    free(dev->limiter);
     free(dev->buckets);
-    sodium_memzero(dev->scratch, SCRATCH_LEN);
-    free(dev->scratch);
     sodium_memzero(dev, sizeof(*dev));
     free(dev);
 }

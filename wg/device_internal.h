@@ -68,7 +68,8 @@ struct wg_device {
     struct wg_device_params params;
     struct wg_noise_local local;
     struct wg_cookie_checker checker;
-    struct wg_ratelimiter limiter;
+    struct wg_ratelimiter *limiter; /* 128 KiB: allocated the first time the device is under load */
+    uint8_t limiter_key[16];
     struct wg_allowedips aips;
     struct wg_peer *peers;
     unsigned npeers;
@@ -84,7 +85,6 @@ struct wg_device {
     bool in_timers;
 
     struct wg_device_stats stats;
-    uint8_t *scratch; /* header + largest padded packet + tag */
 };
 
 #endif
