@@ -13,8 +13,11 @@
  *   - Before a pcb leaves our hands every lwIP callback (arg/recv/sent/err/poll) is detached.
  *   - close(true) from inside an lwIP callback of the same pcb aborts at once and makes that
  *     callback return ERR_ABRT (lwIP's contract); cb_depth tells whether we are in one.
- *   - Received pbufs are ours once queued in rxq; data passed to on_data points into a pbuf
- *     that is popped from rxq before the call and freed after it returns.
+ *   - Received data is handed to on_data straight from lwIP's pbufs when the owner is reading;
+ *     whatever the owner cannot take now (paused, or closed mid-chain) is copied into the
+ *     stream's own byte queue (rq) and the pbufs are freed at once. So a slow reader holds heap
+ *     memory bounded by its TCP window (its window closes as rq grows, since only delivered
+ *     bytes are tcp_recved), never the pbuf pool that every account's input shares.
  */
 #include "netstack/ns_tcp.h"
 #include "netstack/ns_internal.h"
@@ -38,18 +41,16 @@ const char ns_tcp_err_nomem[] = "out of memory";
 const char ns_tcp_err_closed[] = "connection closed";
 const char ns_tcp_err_if_gone[] = "tunnel interface removed";
 
-#define RXQ_LEN    64 /* chains of <= 64 KiB each: room for a 4 MiB window */
-#define POLL_TICKS 2  /* lwIP coarse timer shots (500 ms) between polls */
+#define POLL_TICKS 2 /* lwIP coarse timer shots (500 ms) between polls */
 #define POLL_MS    (POLL_TICKS * TCP_SLOW_INTERVAL)
 
 struct ns_tcp {
     struct nb_stream base; /* first: nb_stream * <-> ns_tcp * */
     struct ns_if *nif;     /* NULL once the interface is gone */
     struct tcp_pcb *pcb;
-    struct nb_bufq wq; /* bytes lwIP's send buffer had no room for */
-    struct pbuf *rxq[RXQ_LEN];
-    unsigned rx_head, rx_n;
-    size_t rx_unacked;  /* bytes in rxq not yet tcp_recved */
+    struct nb_bufq wq;  /* bytes lwIP's send buffer had no room for */
+    struct nb_bufq rq;  /* received bytes the owner has not taken yet (see the top comment) */
+    size_t rx_unacked;  /* bytes in rq not yet tcp_recved */
     size_t ack_pending; /* delivered (or discarded) bytes not yet tcp_recved */
     struct sockaddr_storage local, peer;
     struct nb_defer defer;
@@ -290,52 +291,63 @@ static void handoff(struct ns_tcp *s)
 
 /* ---- receiving ---- */
 
-/* Queues a received chain. false when rxq is full (lwIP then keeps it as refused data). */
-static bool rx_push(struct ns_tcp *s, struct pbuf *p)
+/* Copies (part of) a received chain into rq. false when out of memory (nothing queued). */
+static bool rx_queue(struct ns_tcp *s, struct pbuf *p, u16_t offset)
 {
-    if (s->rx_n > 0) {
-        struct pbuf *tail = s->rxq[(s->rx_head + s->rx_n - 1) % RXQ_LEN];
-        if ((size_t)tail->tot_len + p->tot_len <= 0xffff) {
-            s->rx_unacked += p->tot_len;
-            pbuf_cat(tail, p);
-            return true;
-        }
-    }
-    if (s->rx_n == RXQ_LEN)
+    static uint8_t flat[0x10000]; /* a chain is at most 64 KiB; single-threaded */
+    u16_t n = (u16_t)(p->tot_len - offset);
+    if (n == 0)
+        return true;
+    pbuf_copy_partial(p, flat, n, offset);
+    if (nb_bufq_append(&s->rq, flat, n) != NB_OK)
         return false;
-    s->rx_unacked += p->tot_len;
-    s->rxq[(s->rx_head + s->rx_n) % RXQ_LEN] = p;
-    s->rx_n++;
+    s->rx_unacked += n;
     return true;
 }
 
-/* Delivers held data, then EOF, as long as the owner is not paused. */
+/* Delivers queued data, then EOF, as long as the owner is not paused. */
 static void deliver_rx(struct ns_tcp *s)
 {
-    while (s->rx_n > 0 && !s->paused && !s->owner_closed) {
-        struct pbuf *first = s->rxq[s->rx_head];
-        struct pbuf *rest = first->next;
-        if (rest) {
-            /* pbuf_dechain() drops first's reference to rest: take our own first */
-            pbuf_ref(rest);
-            pbuf_dechain(first);
-            s->rxq[s->rx_head] = rest;
-        } else {
-            s->rx_head = (s->rx_head + 1) % RXQ_LEN;
-            s->rx_n--;
-        }
-        size_t n = first->len;
+    while (s->rq.len > 0 && !s->paused && !s->owner_closed) {
+        size_t n;
+        const uint8_t *d = nb_bufq_peek(&s->rq, &n);
         size_t k = n < s->rx_unacked ? n : s->rx_unacked;
         s->rx_unacked -= k;
         s->ack_pending += k;
-        if (n > 0)
-            cb_data(s, first->payload, n);
-        pbuf_free(first);
+        cb_data(s, d, n); /* d stays valid: only this function consumes rq */
+        nb_bufq_consume(&s->rq, n);
     }
     ack_flush(s);
-    if (s->rx_n == 0 && s->rx_eof && !s->eof_delivered && !s->paused && !s->owner_closed) {
+    if (s->rq.len == 0 && s->rx_eof && !s->eof_delivered && !s->paused && !s->owner_closed) {
         s->eof_delivered = true;
         cb_eof(s);
+    }
+}
+
+/*
+ * Hands a fresh chain to a reading owner (rq empty, not paused) segment by segment; what the
+ * owner does not take (it paused or closed in the middle) goes to rq.
+ */
+static void rx_take(struct ns_tcp *s, struct pbuf *p)
+{
+    u16_t off = 0;
+    for (struct pbuf *q = p; q && !s->paused && !s->owner_closed; q = q->next) {
+        s->ack_pending += q->len;
+        if (q->len)
+            cb_data(s, q->payload, q->len);
+        off = (u16_t)(off + q->len);
+    }
+    if (s->owner_closed) {
+        s->ack_pending += (size_t)(p->tot_len - off); /* discarded: keep the window open */
+        return;
+    }
+    if (!rx_queue(s, p, off)) {
+        /* Already delivered part of it: it cannot go back to lwIP. Drop the rest and let the
+         * window stay closed by that amount; TCP cannot recover it, so fail the stream. */
+        s->ack_pending += (size_t)(p->tot_len - off);
+        if (!s->err)
+            s->err = ns_tcp_err_nomem;
+        schedule(s);
     }
 }
 
@@ -361,9 +373,15 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
     } else if (s->owner_closed) {
         tcp_recved(pcb, p->tot_len); /* discarding: keep the window open so the FIN gets out */
         pbuf_free(p);
-    } else if (!rx_push(s, p)) {
-        s->cb_depth--;
-        return ERR_MEM; /* lwIP keeps p and offers it again */
+    } else if (s->rq.len > 0 || s->paused) {
+        if (!rx_queue(s, p, 0)) {
+            s->cb_depth--;
+            return ERR_MEM; /* lwIP keeps p and offers it again */
+        }
+        pbuf_free(p);
+    } else {
+        rx_take(s, p);
+        pbuf_free(p);
     }
     deliver_rx(s);
     if (s->rx_eof && s->shut_req && !s->fin_sent && s->pcb && !s->owner_closed && s->wq.len == 0)
@@ -464,6 +482,7 @@ static struct ns_tcp *stream_new(struct ns_if *nif)
         return NULL;
     nb_stream_init(&s->base, &tcp_vtbl, ns__loop);
     nb_bufq_init(&s->wq);
+    nb_bufq_init(&s->rq);
     s->nif = nif;
     s->next = nif->streams;
     if (nif->streams)
@@ -492,11 +511,7 @@ static void unlink_stream(struct ns_tcp *s)
 
 static void stream_free(struct ns_tcp *s)
 {
-    while (s->rx_n > 0) {
-        pbuf_free(s->rxq[s->rx_head]);
-        s->rx_head = (s->rx_head + 1) % RXQ_LEN;
-        s->rx_n--;
-    }
+    nb_bufq_clear(&s->rq);
     nb_bufq_clear(&s->wq);
     unlink_stream(s);
     ns__n_streams--;
@@ -577,7 +592,7 @@ static void tcp_set_paused_(struct nb_stream *bs, bool paused)
 {
     struct ns_tcp *s = (struct ns_tcp *)bs;
     s->paused = paused;
-    if (!paused && (s->rx_n > 0 || (s->rx_eof && !s->eof_delivered)))
+    if (!paused && (s->rq.len > 0 || (s->rx_eof && !s->eof_delivered)))
         schedule(s);
 }
 

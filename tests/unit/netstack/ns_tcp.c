@@ -296,6 +296,11 @@ static void test_backpressure(void **state)
     assert_int_equal(e.rx, rx_paused);         /* nothing delivered while paused */
     assert_int_equal(c.drains, drains_paused); /* the window is closed: no progress at all */
     assert_int_equal(c.tx_off, tx_paused);
+    /* The paused reader holds a full window (256 KiB) of data, in its own queue: the pbuf
+     * pool every account's input shares is not held by it. */
+    struct ns_stats st;
+    ns_stats(&st);
+    assert_true(st.pbuf_pool < 16);
     /* Resume: everything flows, the client sees on_drain and finishes. */
     e.paused_by_test = false;
     nb_stream_pause(e.s, false);
