@@ -6,7 +6,8 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=${NBPROXY_BIN:-$top/build/nbproxy}
 work=$(mktemp -d /tmp/nb-idle.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+pid=""
+trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(1 100 1000)
 
@@ -31,12 +32,27 @@ echo "|---|---|---|"
 base=""
 for n in "${counts[@]}"; do
     gen "$n"
-    "$bin" --config "$work/idle.json" --log-level warn > "$work/log" 2>&1 &
+    "$bin" --config "$work/idle.json" --log-level info > "$work/log" 2>&1 &
     pid=$!
+    # Start-up is complete when main logs "serving N account(s)"; give it 30 s.
+    for _ in $(seq 300); do
+        grep -q "serving $n account" "$work/log" && break
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.1
+    done
+    if ! kill -0 $pid 2>/dev/null; then echo "nbproxy exited:"; tail -5 "$work/log"; exit 1; fi
+    if ! grep -q "serving $n account" "$work/log"; then
+        echo "| $n | start-up did not complete in 30 s: $(grep -c 'WireGuard on UDP' "$work/log") accounts opened, RSS $(rss_kib $pid) KiB, state $(awk '{print $3}' /proc/$pid/stat) |  |"
+        kill -9 $pid; wait $pid 2>/dev/null || true; pid=""
+        continue
+    fi
     sleep 2
-    if ! kill -0 $pid 2>/dev/null; then echo "nbproxy exited:"; cat "$work/log"; exit 1; fi
     r=$(rss_kib $pid)
-    kill $pid; wait $pid 2>/dev/null || true
+    kill $pid
+    for _ in $(seq 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+    kill -9 $pid 2>/dev/null || true
+    wait $pid 2>/dev/null || true
+    pid=""
     if [ -z "$base" ]; then base=$r; per="-"; else per=$(( (r - base) / (n - 1) )); fi
     echo "| $n | $r | $per |"
 done

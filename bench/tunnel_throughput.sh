@@ -46,9 +46,18 @@ pids=()
 
 log() { printf '[tunnel-bench] %s\n' "$*" >&2; }
 
+stop_pids() { # SIGTERM, then SIGKILL after 5 s (nbproxy drains relays on SIGTERM)
+    local p
+    for p in "$@"; do kill "$p" 2>/dev/null; done
+    for p in "$@"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+}
+
 cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+    stop_pids "${pids[@]}"
     ip netns del $NSA 2>/dev/null
     ip netns del $NSB 2>/dev/null
     ip link del $BR 2>/dev/null
@@ -211,8 +220,8 @@ measure() { # CASE NETNS HOST PORT PIDS...: fwd + rev, with CPU seconds of the l
                 perfpids+=($!)
             done
         fi
-        local drop_root drop_b
-        drop_root=$(udp_rcvbuf_errs ""); drop_b=$(udp_rcvbuf_errs $NSB)
+        local drop_root drop_a drop_b
+        drop_root=$(udp_rcvbuf_errs ""); drop_a=$(udp_rcvbuf_errs $NSA); drop_b=$(udp_rcvbuf_errs $NSB)
         local t0; t0=$(date +%s%N)
         local load; load=$(cut -d' ' -f1 /proc/loadavg)
         R[$c-$dir]=$(iperf_run "$c-$dir" "$ns" "$host" "$port" $flag)
@@ -226,9 +235,9 @@ measure() { # CASE NETNS HOST PORT PIDS...: fwd + rev, with CPU seconds of the l
             i=$((i + 1))
         done
         CPU[$c-$dir]="${cpus% }"
-        R[$c-$dir-drops]="$(( $(udp_rcvbuf_errs "") - drop_root ))/$(( $(udp_rcvbuf_errs $NSB) - drop_b ))"
+        R[$c-$dir-drops]="$(( $(udp_rcvbuf_errs "") - drop_root ))/$(( $(udp_rcvbuf_errs $NSA) - drop_a ))/$(( $(udp_rcvbuf_errs $NSB) - drop_b ))"
         R[$c-$dir-load]=$load
-        log "case $c $dir: ${R[$c-$dir]} (Mbit/s, retransmits); CPU ${CPU[$c-$dir]}; UDP rcvbuf drops root/$NSB ${R[$c-$dir-drops]}; load1 $load"
+        log "case $c $dir: ${R[$c-$dir]} (Mbit/s, retransmits); CPU ${CPU[$c-$dir]}; UDP rcvbuf drops root/$NSA/$NSB ${R[$c-$dir-drops]}; load1 $load"
     done
 }
 
@@ -249,7 +258,7 @@ case " $CASES " in *" b "*)
     else
         log "case b: nbproxy did not start (see $work/nbproxy-b.log)"
     fi
-    kill $pid_nb 2>/dev/null; wait $pid_nb 2>/dev/null
+    stop_pids $pid_nb
     ;;
 esac
 
@@ -267,7 +276,7 @@ case " $CASES " in *" c "*)
     else
         log "case c: A or B did not start (see $work/nbproxy-c.log, $work/sink-c.log)"
     fi
-    kill $pid_nbA $pid_sink 2>/dev/null; wait $pid_nbA $pid_sink 2>/dev/null
+    stop_pids $pid_nbA $pid_sink
     ;;
 esac
 
@@ -278,7 +287,11 @@ ratio() { # value base
     awk -v v="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && v + 0 > 0) printf "%.2f×", v / b; else print "-" }'
 }
 echo
-echo "| case | path | fwd Mbit/s | rev (-R) Mbit/s | fwd / (a) | rev / (a) | goal | retransmits fwd / rev | UDP rcvbuf drops root/nbb-b fwd; rev | CPU fwd / rev | load1 |"
+echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, kernel $(uname -r), iperf3 -t $T, one TCP stream, MTU $MTU,"\
+     "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "nbproxy: $bin; nb_tunnel_sink: $sink"
+echo
+echo "| case | path | fwd Mbit/s | rev (-R) Mbit/s | fwd / (a) | rev / (a) | goal | retransmits fwd / rev | UDP rcvbuf drops root/nbb-a/nbb-b fwd; rev | CPU fwd / rev | load1 |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for c in a b c; do
     case " $CASES " in *" $c "*) ;; *) continue ;; esac
