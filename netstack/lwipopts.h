@@ -104,14 +104,22 @@
 #define TCP_OOSEQ_MAX_PBUFS        256
 #define TCP_LISTEN_BACKLOG         1
 #define TCP_DEFAULT_LISTEN_BACKLOG 64
-#define TCP_SYNMAXRTX              4 /* ~45 s until an unanswered connect fails */
-#define TCP_MAXRTX                 10
-#define TCP_MSL                    30000UL /* TIME_WAIT = 2*MSL = 60 s, like Linux */
-#define TCP_TTL                    64
-#define LWIP_TCP_KEEPALIVE         1
-#define SO_REUSE                   1 /* needed so accounts may listen on the same addr:port */
-#define LWIP_CALLBACK_API          1
-#define LWIP_TCP_TIMESTAMPS        0
+/*
+ * lwIP's TCP timers tick every TCP_TMR_INTERVAL (delayed ACKs) and 2x that (retransmission
+ * timeouts are whole ticks). The default 250 ms makes every loss lwIP's fast retransmit cannot
+ * repair (it has no SACK) stall a tunnel stream for 0.5-1.5 s; 50 ms (100 ms RTO ticks, like
+ * Linux's 200 ms minimum RTO in spirit) recovers in a few hundred ms. Give-up times are in
+ * milliseconds or scale with the measured RTT, so they do not shrink.
+ */
+#define TCP_TMR_INTERVAL    50
+#define TCP_SYNMAXRTX       4 /* ~45 s until an unanswered connect fails */
+#define TCP_MAXRTX          10
+#define TCP_MSL             30000UL /* TIME_WAIT = 2*MSL = 60 s, like Linux */
+#define TCP_TTL             64
+#define LWIP_TCP_KEEPALIVE  1
+#define SO_REUSE            1 /* needed so accounts may listen on the same addr:port */
+#define LWIP_CALLBACK_API   1
+#define LWIP_TCP_TIMESTAMPS 0
 
 /* ---- randomness, ISNs, routing: implemented in netstack/lwip_port.c ---- */
 #define LWIP_RAND()                               ((u32_t)randombytes_random())

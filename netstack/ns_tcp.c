@@ -41,7 +41,7 @@ const char ns_tcp_err_nomem[] = "out of memory";
 const char ns_tcp_err_closed[] = "connection closed";
 const char ns_tcp_err_if_gone[] = "tunnel interface removed";
 
-#define POLL_TICKS 2 /* lwIP coarse timer shots (500 ms) between polls */
+#define POLL_TICKS 2 /* lwIP coarse timer shots (2 x TCP_TMR_INTERVAL each) between polls */
 #define POLL_MS    (POLL_TICKS * TCP_SLOW_INTERVAL)
 
 struct ns_tcp {

@@ -43,6 +43,53 @@ static struct sockaddr_storage rx_from[RX_BATCH];
 static struct iovec rx_iov[RX_BATCH];
 static struct mmsghdr rx_msgs[RX_BATCH];
 
+/*
+ * Transmit batch, shared by all tunnels. op_send copies each datagram here and a deferred call
+ * sends the whole batch with one sendmmsg after the current event (one UDP receive batch, one
+ * timer run) has been handled: one system call for the dozens of datagrams lwIP produces per
+ * event instead of one each. A batch belongs to one socket; a send for another tunnel, a full
+ * batch, or freeing the tunnel flushes it first.
+ */
+#define TX_BATCH 64
+#define TX_BUF   (NS_IF_MAX_MTU + 128)
+
+static uint8_t tx_bufs[TX_BATCH][TX_BUF];
+static struct sockaddr_in6 tx_to[TX_BATCH];
+static struct iovec tx_iov[TX_BATCH];
+static struct mmsghdr tx_msgs[TX_BATCH];
+static unsigned tx_n;
+static struct ns_tunnel *tx_owner;
+static struct nb_defer tx_defer;
+
+static void tx_flush(void)
+{
+    struct ns_tunnel *t = tx_owner;
+    unsigned off = 0;
+    while (off < tx_n) {
+        int n = sendmmsg(t->fd, tx_msgs + off, tx_n - off, MSG_DONTWAIT);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            /* EAGAIN included: a full socket buffer drops, TCP retransmits. */
+            t->st.udp_tx_errors += tx_n - off;
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            t->st.udp_tx++;
+            t->st.udp_tx_bytes += tx_msgs[off + (unsigned)i].msg_len;
+        }
+        off += (unsigned)n;
+    }
+    tx_n = 0;
+    tx_owner = NULL;
+}
+
+static void tx_flush_deferred(struct nb_defer *d)
+{
+    if (tx_owner)
+        tx_flush();
+}
+
 /* ::ffff:a.b.c.d -> sockaddr_in, so the device sees the same address family as configured. */
 static socklen_t unmap_v4(struct sockaddr_storage *ss, socklen_t len)
 {
@@ -77,13 +124,21 @@ static int op_send(void *ctx, const struct sockaddr *to, socklen_t tolen, const 
         t->st.udp_tx_errors++;
         return NB_E_INVAL;
     }
-    ssize_t n = sendto(t->fd, buf, len, 0, to, tolen);
-    if (n < 0) {
-        t->st.udp_tx_errors++; /* EAGAIN included: a full socket buffer drops, TCP retransmits */
-        return NB_E_IO;
+    if (len > TX_BUF || tolen > sizeof tx_to[0]) {
+        t->st.udp_tx_errors++;
+        return NB_E_INVAL;
     }
-    t->st.udp_tx++;
-    t->st.udp_tx_bytes += (uint64_t)n;
+    if (tx_owner != NULL && (tx_owner != t || tx_n == TX_BATCH))
+        tx_flush();
+    unsigned i = tx_n++;
+    tx_owner = t;
+    memcpy(tx_bufs[i], buf, len);
+    memcpy(&tx_to[i], to, tolen);
+    tx_iov[i] = (struct iovec){.iov_base = tx_bufs[i], .iov_len = len};
+    tx_msgs[i] = (struct mmsghdr){
+        .msg_hdr = {
+            .msg_name = &tx_to[i], .msg_namelen = tolen, .msg_iov = &tx_iov[i], .msg_iovlen = 1}};
+    nb_defer(t->loop, &tx_defer, tx_flush_deferred, NULL);
     return NB_OK;
 }
 
@@ -314,6 +369,10 @@ void ns_tunnel_free(struct ns_tunnel *t)
     ns_if_free(t->nif); /* may still emit RSTs through wg: the device is alive until below */
     nb_timer_cancel(&t->wg_timer);
     wg_device_free(t->dev);
+    if (tx_owner == t)
+        tx_flush(); /* the last datagrams (RSTs) still go out */
+    if (tx_owner == NULL)
+        nb_defer_cancel(t->loop, &tx_defer); /* nothing left to send: no stale defer */
     close(t->fd);
     free(t);
 }

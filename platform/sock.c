@@ -26,6 +26,12 @@
 #define READ_BUF        65536
 #define READS_PER_EVENT 4
 #define CLOSE_LINGER_MS 30000
+/*
+ * Writes smaller than this are queued and sent together from a deferred call after the current
+ * event: a relay fed by lwIP gets one segment (~1.2 KiB) per call, dozens per event, and one
+ * send() for all of them costs a fraction of one each. Larger writes go straight to the kernel.
+ */
+#define COALESCE_MIN 16384
 
 struct sock_stream {
     struct nb_stream base;
@@ -33,7 +39,8 @@ struct sock_stream {
     struct nb_bufq wq;
     struct nb_timer timer; /* connect timeout, then close linger */
     struct nb_defer defer;
-    struct nb_defer err_defer; /* reports a failure found inside a call (connect) from the loop */
+    struct nb_defer err_defer;   /* reports a failure found inside a call (connect) from the loop */
+    struct nb_defer flush_defer; /* sends coalesced small writes after the current event */
     int connect_errno;
     int fd;
     bool connecting;
@@ -75,6 +82,7 @@ static void ss_release(struct sock_stream *ss)
     nb_io_stop(&ss->io);
     nb_timer_cancel(&ss->timer);
     nb_defer_cancel(ss->base.loop, &ss->err_defer);
+    nb_defer_cancel(ss->base.loop, &ss->flush_defer);
     nb_defer(ss->base.loop, &ss->defer, ss_free_deferred, ss);
 }
 
@@ -252,6 +260,26 @@ static void ss_on_io(struct nb_io *io, uint32_t events)
         ss_update_events(ss);
 }
 
+static void ss_flush_deferred(struct nb_defer *d)
+{
+    struct sock_stream *ss = d->arg;
+    if (ss->failed || ss->freeing)
+        return;
+    size_t before = ss->wq.len;
+    if (!ss_flush(ss))
+        return;
+    if (ss->closed) {
+        if (ss->wq.len == 0)
+            ss_release(ss);
+        else
+            ss_update_events(ss);
+        return;
+    }
+    ss_update_events(ss); /* WRITE interest if the kernel did not take everything */
+    if (ss->wq.len < before)
+        nb_stream__check_drain(&ss->base);
+}
+
 static int ss_write(struct nb_stream *s, const void *buf, size_t len)
 {
     struct sock_stream *ss = (struct sock_stream *)s;
@@ -260,7 +288,7 @@ static int ss_write(struct nb_stream *s, const void *buf, size_t len)
     if (len == 0)
         return NB_OK;
     const uint8_t *p = buf;
-    if (ss->wq.len == 0 && !ss->connecting) {
+    if (ss->wq.len == 0 && !ss->connecting && len >= COALESCE_MIN) {
         ssize_t w = send(ss->fd, p, len, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno != EAGAIN && errno != EINTR) {
@@ -275,9 +303,13 @@ static int ss_write(struct nb_stream *s, const void *buf, size_t len)
         if (len == 0)
             return NB_OK;
     }
+    bool was_empty = ss->wq.len == 0;
     if (nb_bufq_append(&ss->wq, p, len) != NB_OK)
         return NB_E_NOMEM;
-    ss_update_events(ss);
+    if (was_empty && !ss->connecting)
+        nb_defer(ss->base.loop, &ss->flush_defer, ss_flush_deferred, ss);
+    else
+        ss_update_events(ss);
     return NB_OK;
 }
 

@@ -74,12 +74,20 @@ static uint64_t now_ms(struct wg_device *dev)
     return dev->ops.now_ms(dev->ops.ctx);
 }
 
+/*
+ * Timer jitter only has to spread retries, not be secret, and it is drawn on the data path
+ * (timers_data_sent), so it comes from a per-device xorshift64* seeded once from ops.random
+ * instead of a system call per packet.
+ */
 static uint32_t jitter_ms(struct wg_device *dev)
 {
-    uint32_t r;
+    uint64_t x = dev->jitter_state;
 
-    dev->ops.random(dev->ops.ctx, &r, sizeof(r));
-    return r % (WG_REKEY_TIMEOUT_JITTER_MAX_MS + 1);
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    dev->jitter_state = x;
+    return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32) % (WG_REKEY_TIMEOUT_JITTER_MAX_MS + 1);
 }
 
 /* ---- noise upcalls: index table and remote lookup ---- */
@@ -903,6 +911,8 @@ struct wg_device *wg_device_new(const struct wg_device_ops *ops,
     dev->local.rekey_after_time_ms = dev->params.rekey_after_time_ms;
     wg_cookie_checker_init(&dev->checker, up_random, dev);
     dev->ops.random(dev->ops.ctx, dev->limiter_key, sizeof(dev->limiter_key));
+    dev->ops.random(dev->ops.ctx, &dev->jitter_state, sizeof(dev->jitter_state));
+    dev->jitter_state |= 1; /* xorshift must not start at 0 */
     wg_allowedips_init(&dev->aips, dev->params.allowedips_max_nodes);
     dev->load_window_start = now_ms(dev);
     return dev;

@@ -70,6 +70,7 @@ struct wg_device {
     struct wg_cookie_checker checker;
     struct wg_ratelimiter *limiter; /* 128 KiB: allocated the first time the device is under load */
     uint8_t limiter_key[16];
+    uint64_t jitter_state; /* xorshift64* for timer jitter (see jitter_ms) */
     struct wg_allowedips aips;
     struct wg_peer *peers;
     unsigned npeers;
