@@ -196,7 +196,7 @@ int main(int argc, char **argv)
 {
     const char *config = NULL, *account_id = NULL, *level = "info";
     struct sink k = {0};
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -223,7 +223,6 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        i++;
     }
     if (config == NULL || k.n_fwd == 0) {
         usage(stderr);
