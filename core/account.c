@@ -20,6 +20,9 @@
 #include <string.h>
 
 #define MAX_LISTENERS 8
+/* Live TCP connections per account through its tunnel: a quarter of the netstack's 4096 pcbs,
+ * so one busy or hostile account cannot starve the others. */
+#define NB_ACCOUNT_MAX_CONNS 1024
 
 struct nb_account {
     char *id;
@@ -93,6 +96,7 @@ int nb_account_open(struct nb_loop *loop, const struct nb_account_conf *conf,
         .addrs = addrs,
         .n_addrs = conf->n_addresses,
         .mtu = conf->mtu,
+        .max_conns = NB_ACCOUNT_MAX_CONNS,
         .peers = peers,
         .n_peers = conf->n_peers,
     };

@@ -101,7 +101,9 @@
 #define TCP_SNDQUEUELOWAT          (TCP_SND_QUEUELEN / 2u)
 #define TCP_QUEUE_OOSEQ            1
 #define TCP_OOSEQ_MAX_BYTES        TCP_WND
-#define TCP_OOSEQ_MAX_PBUFS        256
+/* Out-of-order pbufs come from the pool every account shares: 64 per connection bounds what a
+ * peer sending tiny out-of-order segments can pin (64 connections to fill the pool, not 16). */
+#define TCP_OOSEQ_MAX_PBUFS        64
 #define TCP_LISTEN_BACKLOG         1
 #define TCP_DEFAULT_LISTEN_BACKLOG 64
 /*

@@ -363,6 +363,28 @@ static bool dst_is_ours(const struct ns_if *nif, int family, const uint8_t *dst)
     return false;
 }
 
+/*
+ * Sources no tunnel peer may legitimately use. Beyond hygiene this matters for isolation: lwIP
+ * routes replies to scoped IPv6 sources (link-local) by scanning every netif for the reply's
+ * source address before the routing hook runs, which would pick another account holding the
+ * same address.
+ */
+static bool src_is_bogus(int family, const uint8_t *src)
+{
+    if (family == AF_INET)
+        return src[0] == 0 || src[0] == 127 || src[0] >= 224; /* this-net, loopback, mc/bcast */
+    static const uint8_t zero[16];
+    if (memcmp(src, zero, 15) == 0 && (src[15] == 0 || src[15] == 1))
+        return true; /* unspecified, loopback */
+    if (src[0] == 0xff)
+        return true; /* multicast */
+    if (src[0] == 0xfe && (src[1] & 0xc0) == 0x80)
+        return true; /* link-local fe80::/10 */
+    if (memcmp(src, zero, 10) == 0 && src[10] == 0xff && src[11] == 0xff)
+        return true; /* v4-mapped */
+    return false;
+}
+
 int ns_if_input(struct ns_if *nif, const uint8_t *pkt, size_t len)
 {
     if (ns__input_depth > 0) {
@@ -381,6 +403,10 @@ int ns_if_input(struct ns_if *nif, const uint8_t *pkt, size_t len)
             nif->st.in_not_ours++;
             return NB_E_DROP;
         }
+        if (src_is_bogus(AF_INET, pkt + 12)) {
+            nif->st.in_invalid++;
+            return NB_E_DROP;
+        }
     } else if (len >= 40 && (pkt[0] >> 4) == 6) {
         ip_len = 40 + ((size_t)pkt[4] << 8 | pkt[5]);
         if (ip_len > len) {
@@ -389,6 +415,10 @@ int ns_if_input(struct ns_if *nif, const uint8_t *pkt, size_t len)
         }
         if (!dst_is_ours(nif, AF_INET6, pkt + 24)) {
             nif->st.in_not_ours++;
+            return NB_E_DROP;
+        }
+        if (src_is_bogus(AF_INET6, pkt + 8)) {
+            nif->st.in_invalid++;
             return NB_E_DROP;
         }
     } else {

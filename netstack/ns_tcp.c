@@ -291,7 +291,10 @@ static void handoff(struct ns_tcp *s)
 
 /* ---- receiving ---- */
 
-/* Copies (part of) a received chain into rq. false when out of memory (nothing queued). */
+/*
+ * Copies the chain from `offset` on into rq. The bytes are already counted in rx_unacked (see
+ * rx_take). false when out of memory.
+ */
 static bool rx_queue(struct ns_tcp *s, struct pbuf *p, u16_t offset)
 {
     static uint8_t flat[0x10000]; /* a chain is at most 64 KiB; single-threaded */
@@ -299,10 +302,7 @@ static bool rx_queue(struct ns_tcp *s, struct pbuf *p, u16_t offset)
     if (n == 0)
         return true;
     pbuf_copy_partial(p, flat, n, offset);
-    if (nb_bufq_append(&s->rq, flat, n) != NB_OK)
-        return false;
-    s->rx_unacked += n;
-    return true;
+    return nb_bufq_append(&s->rq, flat, n) == NB_OK;
 }
 
 /* Delivers queued data, then EOF, as long as the owner is not paused. */
@@ -325,30 +325,35 @@ static void deliver_rx(struct ns_tcp *s)
 }
 
 /*
- * Hands a fresh chain to a reading owner (rq empty, not paused) segment by segment; what the
- * owner does not take (it paused or closed in the middle) goes to rq.
+ * Takes a received chain: hands it to a reading owner (rq empty, not paused) segment by segment
+ * and queues whatever the owner does not take (it paused midway), or queues all of it. The whole
+ * chain is counted as received-not-acknowledged first, so an owner closing midway acknowledges
+ * all of it (a graceful close then sends FIN, not RST). Nothing goes back to lwIP as refused
+ * data: when the copy fails (out of memory) the connection is reset instead. false then.
  */
-static void rx_take(struct ns_tcp *s, struct pbuf *p)
+static bool rx_take(struct ns_tcp *s, struct pbuf *p)
 {
     u16_t off = 0;
-    for (struct pbuf *q = p; q && !s->paused && !s->owner_closed; q = q->next) {
-        s->ack_pending += q->len;
-        if (q->len)
-            cb_data(s, q->payload, q->len);
-        off = (u16_t)(off + q->len);
+    s->rx_unacked += p->tot_len;
+    if (s->rq.len == 0 && !s->paused) {
+        for (struct pbuf *q = p; q && !s->paused && !s->owner_closed; q = q->next) {
+            size_t k = q->len < s->rx_unacked ? q->len : s->rx_unacked;
+            s->rx_unacked -= k;
+            s->ack_pending += k;
+            if (q->len)
+                cb_data(s, q->payload, q->len);
+            off = (u16_t)(off + q->len);
+        }
     }
-    if (s->owner_closed) {
-        s->ack_pending += (size_t)(p->tot_len - off); /* discarded: keep the window open */
-        return;
-    }
-    if (!rx_queue(s, p, off)) {
-        /* Already delivered part of it: it cannot go back to lwIP. Drop the rest and let the
-         * window stay closed by that amount; TCP cannot recover it, so fail the stream. */
-        s->ack_pending += (size_t)(p->tot_len - off);
-        if (!s->err)
-            s->err = ns_tcp_err_nomem;
-        schedule(s);
-    }
+    if (s->owner_closed)
+        return true; /* close() acknowledged everything still counted (ack_all) */
+    if (rx_queue(s, p, off))
+        return true;
+    if (!s->err)
+        s->err = ns_tcp_err_nomem;
+    abort_pcb(s);
+    schedule(s);
+    return false;
 }
 
 /* ---- lwIP callbacks ---- */
@@ -373,15 +378,11 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
     } else if (s->owner_closed) {
         tcp_recved(pcb, p->tot_len); /* discarding: keep the window open so the FIN gets out */
         pbuf_free(p);
-    } else if (s->rq.len > 0 || s->paused) {
-        if (!rx_queue(s, p, 0)) {
-            s->cb_depth--;
-            return ERR_MEM; /* lwIP keeps p and offers it again */
-        }
-        pbuf_free(p);
     } else {
-        rx_take(s, p);
+        bool ok = rx_take(s, p);
         pbuf_free(p);
+        if (!ok)
+            return cb_leave(s); /* reset: ERR_ABRT */
     }
     deliver_rx(s);
     if (s->rx_eof && s->shut_req && !s->fin_sent && s->pcb && !s->owner_closed && s->wq.len == 0)

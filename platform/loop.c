@@ -74,6 +74,10 @@ void nb_loop_free(struct nb_loop *loop)
 {
     if (loop == NULL)
         return;
+    /* Deferred calls still queued never run; mark them free so a later loop can take them
+     * (objects with static defers outlive a loop in tests). */
+    for (struct nb_defer *d = loop->defer_head; d; d = d->_next)
+        d->_queued = false;
     if (loop->sig_io.loop) {
         int fd = loop->sig_io.fd;
         nb_io_stop(&loop->sig_io);
@@ -302,9 +306,17 @@ void nb_defer_cancel(struct nb_loop *loop, struct nb_defer *d)
     d->_queued = false;
 }
 
+/*
+ * Runs deferred calls until none is left, including ones queued meanwhile (a close that
+ * schedules a free settles in one go), but at most DEFER_BUDGET per call: a call that keeps
+ * re-queueing itself cannot keep the loop from polling; the rest runs after the next poll,
+ * which does not sleep while calls are queued.
+ */
+#define DEFER_BUDGET 65536
+
 static void run_defers(struct nb_loop *loop)
 {
-    while (loop->defer_head) {
+    for (int n = 0; n < DEFER_BUDGET && loop->defer_head; n++) {
         struct nb_defer *d = loop->defer_head;
         loop->defer_head = d->_next;
         if (loop->defer_head == NULL)

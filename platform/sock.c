@@ -41,7 +41,7 @@ struct sock_stream {
     struct nb_defer defer;
     struct nb_defer err_defer;   /* reports a failure found inside a call (connect) from the loop */
     struct nb_defer flush_defer; /* sends coalesced small writes after the current event */
-    int connect_errno;
+    int pending_errno;           /* failure found inside a call, reported by err_defer */
     int fd;
     bool connecting;
     bool paused;
@@ -200,11 +200,16 @@ static void ss_on_io(struct nb_io *io, uint32_t events)
             return;
         }
         ss->connecting = false;
-        nb_timer_cancel(&ss->timer);
-        if (ss->base.cbs && ss->base.cbs->on_connect)
-            ss->base.cbs->on_connect(ss->base.arg, &ss->base, NULL);
-        if (ss->closed || ss->failed || ss->freeing)
-            return;
+        if (ss->closed) {
+            /* Closed while connecting: flush what was written, bounded by the linger. */
+            nb_timer_arm(ss->base.loop, &ss->timer, CLOSE_LINGER_MS);
+        } else {
+            nb_timer_cancel(&ss->timer);
+            if (ss->base.cbs && ss->base.cbs->on_connect)
+                ss->base.cbs->on_connect(ss->base.arg, &ss->base, NULL);
+            if (ss->closed || ss->failed || ss->freeing)
+                return;
+        }
     }
 
     if (events & NB_IO_WRITE) {
@@ -224,10 +229,18 @@ static void ss_on_io(struct nb_io *io, uint32_t events)
 
     if ((events & (NB_IO_READ | NB_IO_ERROR)) && !ss->connecting) {
         if (ss->closed) {
-            /* Graceful close in progress: discard input, watch for the peer's reset. */
+            /* Graceful close in progress: discard input (unread data would turn our close into
+             * a reset), keep flushing until the queue is out, watch for the peer's reset. */
             ssize_t r = recv(ss->fd, read_buf, sizeof read_buf, 0);
-            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+            if (r == 0) {
+                ss->eof = true;
+                if (ss->wq.len == 0)
+                    ss_release(ss);
+                else
+                    nb_io_set(&ss->io, NB_IO_WRITE); /* EOF stays readable: stop reading */
+            } else if (r < 0 && errno != EAGAIN && errno != EINTR) {
                 ss_release(ss);
+            }
             return;
         }
         for (int i = 0;
@@ -258,6 +271,12 @@ static void ss_on_io(struct nb_io *io, uint32_t events)
     }
     if (!ss->freeing && !ss->failed)
         ss_update_events(ss);
+}
+
+static void ss_pending_failed(struct nb_defer *d)
+{
+    struct sock_stream *ss = d->arg;
+    ss_fail(ss, errno_reason(ss->pending_errno));
 }
 
 static void ss_flush_deferred(struct nb_defer *d)
@@ -292,9 +311,12 @@ static int ss_write(struct nb_stream *s, const void *buf, size_t len)
         ssize_t w = send(ss->fd, p, len, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno != EAGAIN && errno != EINTR) {
-                /* Report the failure from the loop, not from inside the caller's write. */
-                nb_io_set(&ss->io, NB_IO_READ | NB_IO_WRITE);
-                return errno == EPIPE ? NB_E_CLOSED : NB_E_IO;
+                /* send() consumed the socket error: keep it and report it from the loop, not
+                 * from inside the caller's write. */
+                int e = errno;
+                ss->pending_errno = e;
+                nb_defer(ss->base.loop, &ss->err_defer, ss_pending_failed, ss);
+                return e == EPIPE ? NB_E_CLOSED : NB_E_IO;
             }
             w = 0;
         }
@@ -362,7 +384,7 @@ static void ss_close(struct nb_stream *s, bool abort)
         return;
     ss->closed = true;
     ss->base.cbs = NULL;
-    if (abort || ss->failed || ss->connecting || ss->wq.len == 0) {
+    if (abort || ss->failed || ss->wq.len == 0) {
         if (abort) {
             struct linger lg = {.l_onoff = 1, .l_linger = 0};
             setsockopt(ss->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -370,10 +392,12 @@ static void ss_close(struct nb_stream *s, bool abort)
         ss_release(ss);
         return;
     }
-    /* Graceful: keep flushing, then close; give up after CLOSE_LINGER_MS. */
+    /* Graceful: finish connecting if need be, flush, FIN, close; all within CLOSE_LINGER_MS
+     * (the connect timeout, if sooner, still applies while connecting). */
     ss->want_shutdown = true;
-    nb_timer_arm(ss->base.loop, &ss->timer, CLOSE_LINGER_MS);
-    nb_io_set(&ss->io, NB_IO_READ | NB_IO_WRITE);
+    if (!ss->connecting || !nb_timer_armed(&ss->timer))
+        nb_timer_arm(ss->base.loop, &ss->timer, CLOSE_LINGER_MS);
+    nb_io_set(&ss->io, NB_IO_WRITE | (ss->connecting || ss->eof ? 0 : NB_IO_READ));
 }
 
 static int ss_addrs(const struct nb_stream *s, struct sockaddr_storage *local,
@@ -414,12 +438,6 @@ static struct sock_stream *ss_new(struct nb_loop *loop, int fd)
     return ss;
 }
 
-static void ss_connect_failed(struct nb_defer *d)
-{
-    struct sock_stream *ss = d->arg;
-    ss_fail(ss, errno_reason(ss->connect_errno));
-}
-
 int nb_tcp_connect(struct nb_loop *loop, const struct sockaddr *addr, uint32_t timeout_ms,
                    const struct nb_stream_cbs *cbs, void *arg, struct nb_stream **out)
 {
@@ -443,9 +461,9 @@ int nb_tcp_connect(struct nb_loop *loop, const struct sockaddr *addr, uint32_t t
     }
     if (connect(fd, addr, alen) < 0 && errno != EINPROGRESS) {
         /* Report from the loop like every other failure, never inside nb_tcp_connect. */
-        ss->connect_errno = errno;
+        ss->pending_errno = errno;
         nb_io_set(&ss->io, 0);
-        nb_defer(loop, &ss->err_defer, ss_connect_failed, ss);
+        nb_defer(loop, &ss->err_defer, ss_pending_failed, ss);
     }
     if (timeout_ms)
         nb_timer_arm(loop, &ss->timer, timeout_ms);

@@ -186,6 +186,39 @@ static void test_foreign_destination_dropped(void **state)
     assert_int_equal(pb_acct.out_count, b_out);
 }
 
+/* Sources no peer may use are dropped before lwIP: with a link-local source lwIP would route the
+ * reply by scanning all netifs for its own address (another account's, when they share it). */
+static void test_bogus_sources_dropped(void **state)
+{
+    (void)state;
+    static const char *const v6[] = {"fe80::2", "::1", "::", "ff02::1", "::ffff:10.99.100.2"};
+    static const char *const v4[] = {"127.0.0.1", "0.0.0.1", "224.0.0.1", "255.255.255.255"};
+    uint8_t pkt[64];
+    uint64_t a_out = pa_acct.out_count, b_out = pb_acct.out_count;
+    struct ns_if_stats st0, st1;
+    ns_if_stats(pa_acct.nif, &st0);
+    for (size_t i = 0; i < sizeof v6 / sizeof v6[0]; i++) {
+        size_t n = ip6_empty(pkt, v6[i], "fd00:a::1");
+        if (ns_if_input(pa_acct.nif, pkt, n) != NB_E_DROP)
+            fail_msg("IPv6 source %s was accepted", v6[i]);
+    }
+    for (size_t i = 0; i < sizeof v4 / sizeof v4[0]; i++) {
+        size_t n = tcp4_seg(pkt, v4[i], 5555, "10.99.100.1", 81, 0x02, 1);
+        if (ns_if_input(pa_acct.nif, pkt, n) != NB_E_DROP)
+            fail_msg("IPv4 source %s was accepted", v4[i]);
+    }
+    run_for(20);
+    ns_if_stats(pa_acct.nif, &st1);
+    assert_int_equal(st1.in_invalid - st0.in_invalid, 9);
+    assert_int_equal(st1.in_packets, st0.in_packets);
+    assert_int_equal(pa_acct.out_count, a_out);
+    assert_int_equal(pb_acct.out_count, b_out);
+    /* A peer's own address still gets through. */
+    size_t n = tcp4_seg(pkt, "10.99.100.2", 5555, "10.99.100.1", 81, 0x02, 1);
+    assert_int_equal(ns_if_input(pa_acct.nif, pkt, n), NB_OK);
+    run_for(20);
+}
+
 /* A SYN to a closed port on A is answered with RST by A only, even when B listens there. */
 static void test_rst_leaves_input_interface(void **state)
 {
@@ -379,6 +412,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_same_addresses_two_accounts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bogus_sources_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_destination_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rst_leaves_input_interface, setup, teardown),
         cmocka_unit_test_setup_teardown(test_icmp_echo_v4, setup, teardown),

@@ -11,6 +11,7 @@
 #include "platform/sock.h"
 
 #include <netinet/in.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -277,6 +278,76 @@ static void test_immediate_connect_failure_is_reported(void **state)
     nb_loop_free(loop);
 }
 
+/* A server that answers a request with 8 MiB and closes gracefully as soon as the client has
+ * half-closed: the whole answer must arrive before the EOF (a slow client, a big response). */
+static uint8_t *big;
+static void big_data(void *arg, struct nb_stream *s, const uint8_t *d, size_t n)
+{
+    assert_int_equal(nb_stream_write(s, big, TOTAL * 2), NB_OK);
+}
+static void big_eof(void *arg, struct nb_stream *s)
+{
+    nb_stream_close(s, false);
+    *(bool *)arg = true;
+}
+static const struct nb_stream_cbs big_cbs = {.on_data = big_data, .on_eof = big_eof};
+static void big_accept(void *arg, struct nb_listener *l, struct nb_stream *s)
+{
+    nb_stream_set_cbs(s, &big_cbs, arg);
+}
+
+static void test_graceful_close_after_peer_eof_delivers_everything(void **state)
+{
+    bool closed = false;
+    loop = nb_loop_new();
+    big = malloc(TOTAL * 2);
+    for (size_t i = 0; i < TOTAL * 2; i++)
+        big[i] = pat(i);
+    struct sockaddr_storage ss;
+    socklen_t l;
+    struct nb_listener *lst;
+    nb_addr_parse("127.0.0.1:0", &ss, &l);
+    assert_int_equal(nb_tcp_listen(loop, (struct sockaddr *)&ss, 4, big_accept, &closed, &lst), 0);
+    lst->vt->addr(lst, &ss);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    assert_int_equal(connect(fd, (struct sockaddr *)&ss, sizeof(struct sockaddr_in)), 0);
+    assert_int_equal(write(fd, "GET", 3), 3);
+    for (int i = 0; i < 20; i++)
+        nb_loop_run_once(loop, 1);
+    shutdown(fd, SHUT_WR); /* the server closes while most of its answer is still queued */
+    while (!closed)
+        nb_loop_run_once(loop, 10);
+    size_t got = 0;
+    bool eof = false, bad = false;
+    static uint8_t rb[65536];
+    uint64_t start = nb_now_ms();
+    while (!eof && nb_now_ms() - start < 20000) {
+        nb_loop_run_once(loop, 1);
+        ssize_t r = recv(fd, rb, sizeof rb, MSG_DONTWAIT);
+        if (r > 0) {
+            for (ssize_t i = 0; i < r; i++)
+                bad |= rb[i] != pat(got + (size_t)i);
+            got += (size_t)r;
+        } else if (r == 0) {
+            eof = true;
+        } else if (errno != EAGAIN) {
+            fail_msg("client: %s after %zu bytes", strerror(errno), got);
+        }
+    }
+    assert_true(eof);
+    assert_int_equal(got, TOTAL * 2);
+    assert_false(bad);
+    close(fd);
+    nb_listener_close(lst);
+    for (int i = 0; i < 5; i++)
+        nb_loop_run_once(loop, 5);
+    assert_int_equal(nb_tcp_streams_live(), 0);
+    free(big);
+    nb_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_connect_refused_reports_error),
         cmocka_unit_test(test_paused_stream_reports_reset_without_spinning),
         cmocka_unit_test(test_immediate_connect_failure_is_reported),
+        cmocka_unit_test(test_graceful_close_after_peer_eof_delivers_everything),
     };
     return cmocka_run_group_tests_name("platform/sock", tests, NULL, NULL);
 }
