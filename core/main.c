@@ -98,7 +98,7 @@ static void raise_fd_limit(void)
 
 static int start(struct app *app, const struct nb_config *cfg, struct nb_standalone *sa)
 {
-    char err[512];
+    char err[512] = "";
     app->accounts = calloc(sa->n_accounts ? sa->n_accounts : 1, sizeof *app->accounts);
     if (app->accounts == NULL)
         return NB_E_NOMEM;
@@ -106,10 +106,11 @@ static int start(struct app *app, const struct nb_config *cfg, struct nb_standal
         struct nb_account_opts ao = {.wg_port = cfg->wg_port,
                                      .preshared_key = app->psk_set ? app->psk : NULL,
                                      .rekey_after_time_ms = app->rekey_after_time_ms};
+        err[0] = '\0';
         int rc =
             nb_account_open(app->loop, &sa->accounts[i], &ao, &app->accounts[i], err, sizeof err);
         if (rc != NB_OK) {
-            nb_error("main", "account %s: %s", sa->accounts[i].id, err);
+            nb_error("main", "account %s: %s", sa->accounts[i].id, err[0] ? err : nb_strerror(rc));
             return rc;
         }
         app->n_accounts++;
@@ -119,9 +120,10 @@ static int start(struct app *app, const struct nb_config *cfg, struct nb_standal
             return rc;
     }
     for (uint32_t i = 0; i < sa->n_mappings; i++) {
+        err[0] = '\0';
         int rc = nb_proxy_apply(app->proxy, &sa->mappings[i], err, sizeof err);
         if (rc != NB_OK) {
-            nb_error("main", "mapping %s: %s", sa->mappings[i].id, err);
+            nb_error("main", "mapping %s: %s", sa->mappings[i].id, err[0] ? err : nb_strerror(rc));
             return rc;
         }
     }
