@@ -45,6 +45,28 @@ static int mix_dh(uint8_t ck[WG_HASH_LEN], uint8_t *key, const uint8_t priv[WG_K
     return err;
 }
 
+/*
+ * (ck, key) = KDF2(ck, DH(s_local, s_remote)) with the DH result cached in the remote: it only
+ * changes with either static key, and an X25519 is the largest cost of a handshake.
+ */
+static int mix_ss(uint8_t ck[WG_HASH_LEN], uint8_t *key, struct wg_noise_remote *r)
+{
+    struct wg_noise_local *l = r->local;
+
+    if (!r->ss_valid || sodium_memcmp(r->ss_for, l->pub, WG_KEY_LEN) != 0) {
+        int err = wg_crypto_dh(r->ss, l->priv, r->pub);
+        if (err != NB_OK) {
+            sodium_memzero(r->ss, sizeof(r->ss));
+            r->ss_valid = false;
+            return err;
+        }
+        memcpy(r->ss_for, l->pub, WG_KEY_LEN);
+        r->ss_valid = true;
+    }
+    wg_crypto_kdf(ck, key, NULL, ck, r->ss, sizeof(r->ss));
+    return NB_OK;
+}
+
 /* (ck, t, key) = KDF3(ck, psk); h = HASH(h || t). */
 static void mix_psk(uint8_t ck[WG_HASH_LEN], uint8_t h[WG_HASH_LEN], uint8_t key[WG_KEY_LEN],
                     const uint8_t psk[WG_KEY_LEN])
@@ -171,6 +193,8 @@ void wg_noise_remote_clear(struct wg_noise_remote *r)
     for (i = 0; i < 3; i++)
         keypair_drop(r, &r->kp[i]);
     r->next = r->current = r->previous = NULL;
+    sodium_memzero(r->ss, sizeof(r->ss));
+    r->ss_valid = false;
 }
 
 void wg_noise_remote_deinit(struct wg_noise_remote *r)
@@ -212,7 +236,7 @@ int wg_noise_create_initiation(struct wg_noise_remote *r, uint32_t *s_idx, uint8
     encrypt_and_hash(es, l->pub, WG_KEY_LEN, key, hs.hash);
 
     /* ss */
-    if ((err = mix_dh(hs.ck, key, l->priv, r->pub)) != NB_OK)
+    if ((err = mix_ss(hs.ck, key, r)) != NB_OK)
         goto out;
 
     /* {t} */
@@ -271,8 +295,8 @@ int wg_noise_consume_initiation(struct wg_noise_local *l, struct wg_noise_remote
         goto out;
     }
 
-    /* ss */
-    if ((err = mix_dh(hs.ck, key, l->priv, s_pub)) != NB_OK)
+    /* ss (r was found by s_pub, so r->pub == s_pub) */
+    if ((err = mix_ss(hs.ck, key, r)) != NB_OK)
         goto out;
 
     /* {t} */

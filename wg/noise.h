@@ -96,6 +96,11 @@ struct wg_noise_remote {
     struct wg_noise_keypair *next;
     struct wg_noise_keypair *current;
     struct wg_noise_keypair *previous;
+    /* DH(local static, remote static), computed on first use and kept (as Linux does): both
+     * handshake directions need it. Secret; valid while ss_for matches the local public key. */
+    uint8_t ss[WG_KEY_LEN];
+    uint8_t ss_for[WG_KEY_LEN];
+    bool ss_valid;
 };
 
 /* Flags reported by wg_noise_decrypt. */

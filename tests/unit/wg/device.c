@@ -684,6 +684,34 @@ static void test_remove_peer_and_rekey_device(void **state)
     assert_null(wg_device_add_peer(W.b.dev, W.b.pub)); /* our own key */
 }
 
+/* The static-static DH is cached per peer: after a key change both sides must still agree. */
+static void test_new_private_key_handshakes_again(void **state)
+{
+    uint8_t ip_a[4] = {100, 64, 0, 1};
+    wg_key priv, pub;
+
+    establish(&W.a); /* fills both caches with the old keys */
+    memset(priv, 0x66, sizeof(priv));
+    wg_crypto_clamp(priv);
+    wg_crypto_pubkey(pub, priv);
+    assert_int_equal(wg_device_set_private_key(W.a.dev, priv), NB_OK);
+    memcpy(W.a.priv, priv, sizeof(priv));
+    memcpy(W.a.pub, pub, sizeof(pub));
+    wg_device_remove_peer(W.b.dev, W.b.peer);
+    W.b.peer = wg_device_add_peer(W.b.dev, pub);
+    assert_non_null(W.b.peer);
+    wg_device_peer_set_endpoint(W.b.peer, (struct sockaddr *)&W.a.addr, sizeof(W.a.addr));
+    wg_device_peer_add_allowed_ip(W.b.peer, AF_INET, ip_a, 32);
+    W.now += WG_REKEY_TIMEOUT_MS + 1000;
+    establish(&W.a); /* A initiates with its new key */
+    W.now += WG_REKEY_TIMEOUT_MS + 1000;
+    wg_device_peer_initiate(W.b.peer); /* and B, towards A's new key */
+    t_pump(&W);
+    struct wg_peer_stats ps;
+    wg_device_peer_stats(W.b.peer, &ps);
+    assert_int_equal(ps.handshakes, 2);
+}
+
 /* Writes real handshake messages as fuzz seeds when WG_WRITE_SEEDS is set. */
 static void test_write_seeds(void **state)
 {
@@ -734,6 +762,7 @@ int main(void)
         T(test_rekey_after_time),
         T(test_rekey_after_time_override),
         T(test_private_key_equal_to_peer_drops_peer),
+        T(test_new_private_key_handshakes_again),
         T(test_reject_after_time),
         T(test_zero_keys),
         T(test_cookie_under_load),
