@@ -103,48 +103,6 @@ static void greet_accept(void *arg, struct nb_listener *l, struct nb_stream *s)
     nb_stream_close(s, false);
 }
 
-struct reader {
-    struct nb_stream *s;
-    char buf[64];
-    size_t len;
-    bool eof;
-    const char *err;
-};
-
-static void rd_data(void *arg, struct nb_stream *s, const uint8_t *d, size_t n)
-{
-    struct reader *r = arg;
-    if (r->len + n <= sizeof r->buf) {
-        memcpy(r->buf + r->len, d, n);
-        r->len += n;
-    }
-}
-
-static void rd_eof(void *arg, struct nb_stream *s)
-{
-    ((struct reader *)arg)->eof = true;
-}
-
-static void rd_err(void *arg, struct nb_stream *s, const char *err)
-{
-    ((struct reader *)arg)->err = err;
-}
-
-static void rd_connect(void *arg, struct nb_stream *s, const char *err)
-{
-    if (err)
-        ((struct reader *)arg)->err = err;
-}
-
-static const struct nb_stream_cbs rd_cbs = {
-    .on_data = rd_data, .on_eof = rd_eof, .on_error = rd_err, .on_connect = rd_connect};
-
-static bool rd_done(void *arg)
-{
-    struct reader *r = arg;
-    return r->eof || r->err;
-}
-
 /* Connects from `from` to dst, expects `want` then EOF; closes. Returns the client's port. */
 static uint16_t fetch(struct ns_if *from, const char *dst, uint16_t port, const char *want)
 {

@@ -255,4 +255,47 @@ static inline size_t tcp4_seg(uint8_t *pkt, const char *src, uint16_t sport, con
     return 40;
 }
 
+/* A client stream that collects what it reads (up to 64 bytes), the EOF and any error. */
+struct reader {
+    struct nb_stream *s;
+    char buf[64];
+    size_t len;
+    bool eof;
+    const char *err;
+};
+
+static inline void rd_data(void *arg, struct nb_stream *s, const uint8_t *d, size_t n)
+{
+    struct reader *r = arg;
+    if (r->len + n <= sizeof r->buf) {
+        memcpy(r->buf + r->len, d, n);
+        r->len += n;
+    }
+}
+
+static inline void rd_eof(void *arg, struct nb_stream *s)
+{
+    ((struct reader *)arg)->eof = true;
+}
+
+static inline void rd_err(void *arg, struct nb_stream *s, const char *err)
+{
+    ((struct reader *)arg)->err = err;
+}
+
+static inline void rd_connect(void *arg, struct nb_stream *s, const char *err)
+{
+    if (err)
+        ((struct reader *)arg)->err = err;
+}
+
+static const struct nb_stream_cbs rd_cbs = {
+    .on_data = rd_data, .on_eof = rd_eof, .on_error = rd_err, .on_connect = rd_connect};
+
+static inline bool rd_done(void *arg)
+{
+    struct reader *r = arg;
+    return r->eof || r->err;
+}
+
 #endif
