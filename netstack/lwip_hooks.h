@@ -17,6 +17,16 @@
 #include "lwip/netif.h"
 
 struct netif *ns__route_hook(void);
+struct tcp_pcb;
+struct tcp_hdr;
+struct pbuf;
+/*
+ * Sees every segment for an existing pcb before lwIP processes it; != ERR_OK drops it. Used to
+ * drop segments lwIP 2.1.3 would abort on: a segment whose sequence number is exactly 2^31
+ * away from rcv_nxt passes both halves of TCP_SEQ_BETWEEN in tcp_receive() and trips the
+ * "insane offset" assertion (found by fuzz_netstack_ip).
+ */
+err_t ns__tcp_inpacket(struct tcp_pcb *pcb, struct tcp_hdr *hdr, struct pbuf *p);
 u32_t ns__tcp_isn(const ip_addr_t *local_ip, u16_t local_port, const ip_addr_t *remote_ip,
                   u16_t remote_port);
 

@@ -7,7 +7,9 @@
 #include "netstack/ns_internal.h"
 
 #include "lwip/ip.h"
+#include "lwip/priv/tcp_priv.h"
 #include "lwip/stats.h"
+#include "lwip/tcp.h"
 #include "lwip_hooks.h"
 #include "platform/loop.h"
 
@@ -127,4 +129,17 @@ int ns__blackhole_add(void)
 void ns__blackhole_remove(void)
 {
     netif_remove(&ns__blackhole);
+}
+
+err_t ns__tcp_inpacket(struct tcp_pcb *pcb, struct tcp_hdr *hdr, struct pbuf *p)
+{
+    /* Listen pcbs are a shorter struct without rcv_nxt: state is the common prefix. */
+    if (pcb->state == LISTEN || pcb->state == CLOSED || pcb->state == SYN_SENT)
+        return ERR_OK;
+    u32_t seqno = hdr->seqno; /* tcp_input has converted the header to host order */
+    u32_t tcplen = p->tot_len + ((TCPH_FLAGS(hdr) & (TCP_FIN | TCP_SYN)) ? 1u : 0u);
+    if (tcplen > 0 && TCP_SEQ_BETWEEN(pcb->rcv_nxt, seqno + 1, seqno + tcplen - 1) &&
+        pcb->rcv_nxt - seqno >= 0xffffu)
+        return ERR_VAL; /* no real segment is 2^31 away: drop it, as the window check would */
+    return ERR_OK;
 }
