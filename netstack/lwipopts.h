@@ -130,7 +130,7 @@
 #define LWIP_HOOK_TCP_ISN(lip, lport, rip, rport) ns__tcp_isn((lip), (lport), (rip), (rport))
 #define LWIP_HOOK_IP4_ROUTE_SRC(src, dest)        ns__route_hook()
 #define LWIP_HOOK_IP6_ROUTE(src, dest)            ns__route_hook()
-#define LWIP_HOOK_TCP_INPACKET_PCB(pcb, hdr, optlen, opt1len, opt2, p)                           \
+#define LWIP_HOOK_TCP_INPACKET_PCB(pcb, hdr, optlen, opt1len, opt2, p) \
     ns__tcp_inpacket((pcb), (hdr), (p))
 
 /* ---- checksums: generated always; checked on input except in fuzz builds ---- */
