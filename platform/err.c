@@ -40,6 +40,8 @@ const char *nb_strerror(int err)
         return "aborted";
     case NB_E_UNSUPPORTED:
         return "unsupported";
+    case NB_E_TOO_BIG:
+        return "too big";
     default:
         return "unknown error";
     }

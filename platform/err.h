@@ -25,6 +25,7 @@ enum nb_err {
     NB_E_RANGE = -15,   /* value out of range */
     NB_E_ABORTED = -16, /* the callee tore itself down; do not touch the object */
     NB_E_UNSUPPORTED = -17,
+    NB_E_TOO_BIG = -18, /* input over a size or count limit (HTTP 431): reject, close */
 };
 
 /* Short human-readable name for an nb_err value ("ok", "no memory", ...). */
