@@ -14,7 +14,7 @@
  * Not a test, not part of the appliance. SIGINT/SIGTERM stop it.
  */
 #include "core/account.h"
-#include "core/relay.h"
+#include "platform/relay.h"
 #include "core/standalone.h"
 #include "netstack/ns.h"
 #include "platform/addr.h"

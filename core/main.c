@@ -8,7 +8,7 @@
 #include "core/config.h"
 #include "core/demo.h"
 #include "core/proxy.h"
-#include "core/relay.h"
+#include "platform/relay.h"
 #include "core/standalone.h"
 #include "netstack/ns.h"
 #include "platform/addr.h"

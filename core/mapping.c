@@ -33,6 +33,12 @@ void nb_mapping_free(struct nb_mapping *m)
         free(p->options.custom_headers);
     }
     free(m->paths);
+    free(m->auth.session_key);
+    for (uint32_t i = 0; i < m->auth.n_header_auths; i++) {
+        free(m->auth.header_auths[i].header);
+        free(m->auth.header_auths[i].hashed_value);
+    }
+    free(m->auth.header_auths);
     if (m->auth_token) {
         sodium_memzero(m->auth_token, strlen(m->auth_token));
         free(m->auth_token);

@@ -39,6 +39,24 @@ struct nb_target_options {
     bool disable_access_log;
 };
 
+/* Authentication.header_auths[] entry: the header name is all the proxy uses (it strips it
+ * upstream and forwards its value to management); hashed_value is never checked locally. */
+struct nb_header_auth {
+    char *header;
+    char *hashed_value; /* argon2id hash; not a secret in itself, still never logged */
+};
+
+/* ProxyMapping.auth (Authentication). */
+struct nb_auth {
+    char *session_key; /* base64 Ed25519 public key, or NULL */
+    int64_t max_session_age_seconds;
+    bool password;
+    bool pin;
+    bool oidc;
+    struct nb_header_auth *header_auths;
+    uint32_t n_header_auths;
+};
+
 struct nb_path_mapping {
     char *path;
     char *target;
@@ -53,6 +71,7 @@ struct nb_mapping {
     struct nb_path_mapping *paths;
     uint32_t n_paths;
     char *auth_token; /* secret: never logged, wiped on free */
+    struct nb_auth auth;
     bool pass_host_header;
     bool rewrite_redirects;
     char *mode; /* "", "http", "tcp", "udp", "tls" */

@@ -10,7 +10,7 @@
  * a route cancels all active relays of that service").
  */
 #include "core/proxy.h"
-#include "core/relay.h"
+#include "platform/relay.h"
 #include "platform/addr.h"
 #include "platform/err.h"
 #include "platform/log.h"

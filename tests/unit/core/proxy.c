@@ -6,7 +6,7 @@
 #include <cmocka.h>
 
 #include "core/proxy.h"
-#include "core/relay.h"
+#include "platform/relay.h"
 #include "platform/addr.h"
 #include "platform/err.h"
 #include "platform/loop.h"

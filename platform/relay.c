@@ -4,7 +4,7 @@
  * written to leg.to. When leg.to's queue reaches its high-water mark, leg.from is paused; the
  * on_drain of leg.to resumes it. So at most high_water bytes per direction are held here.
  */
-#include "core/relay.h"
+#include "platform/relay.h"
 #include "platform/err.h"
 #include "platform/loop.h"
 #include "platform/stream.h"

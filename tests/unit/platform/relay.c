@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "core/relay.h"
+#include "platform/relay.h"
 #include "platform/addr.h"
 #include "platform/err.h"
 #include "platform/loop.h"

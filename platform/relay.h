@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-#ifndef NB_CORE_RELAY_H
-#define NB_CORE_RELAY_H
+#ifndef NB_PLATFORM_RELAY_H
+#define NB_PLATFORM_RELAY_H
 
 /*
  * L4 relay: copies bytes both ways between two nb_streams (a client and a backend), with
