@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_type { T_STR, T_BOOL, T_U16, T_DUR };
+enum opt_type { T_STR, T_BOOL, T_U16, T_DUR, T_U32 };
 
 struct opt {
     const char *flag; /* without the leading dashes */
@@ -64,10 +64,10 @@ static const struct opt opts[] = {
      "localhost:8444", false, "debug endpoint address"},
     {"health-addr", "NB_PROXY_HEALTH_ADDRESS", T_STR, O(health_addr), "localhost:8080", false,
      "health and metrics server (empty: off)"},
-    {"forwarded-proto", "NB_PROXY_FORWARDED_PROTO", T_STR, O(forwarded_proto), "auto", false,
-     "auto, http, https"},
-    {"trusted-proxies", "NB_PROXY_TRUSTED_PROXIES", T_STR, O(trusted_proxies), "", false,
-     "comma-separated CIDRs"},
+    {"forwarded-proto", "NB_PROXY_FORWARDED_PROTO", T_STR, O(forwarded_proto), "auto", true,
+     "X-Forwarded-Proto: auto, http, https"},
+    {"trusted-proxies", "NB_PROXY_TRUSTED_PROXIES", T_STR, O(trusted_proxies), "", true,
+     "comma-separated CIDRs or IPs whose X-Forwarded-* are kept"},
     {"wg-port", "NB_PROXY_WG_PORT", T_U16, O(wg_port), "0", true,
      "WireGuard UDP port (0 = random)"},
     {"proxy-protocol", "NB_PROXY_PROXY_PROTOCOL", T_BOOL, O(proxy_protocol), "false", false,
@@ -78,8 +78,8 @@ static const struct opt opts[] = {
      "true", true, "capability"},
     {"require-subdomain", "NB_PROXY_REQUIRE_SUBDOMAIN", T_BOOL, O(require_subdomain), "false", true,
      "capability"},
-    {"private", "NB_PROXY_PRIVATE", T_BOOL, O(private_mode), "false", false,
-     "per-account tunnel listeners"},
+    {"private", "NB_PROXY_PRIVATE", T_BOOL, O(private_mode), "false", true,
+     "per-account tunnel listeners (HTTP on port 80 of each account's tunnel address)"},
     {"max-dial-timeout", "NB_PROXY_MAX_DIAL_TIMEOUT", T_DUR, O(max_dial_timeout_ms), "0", true,
      "cap for per-target dial timeouts"},
     {"max-session-idle-timeout", "NB_PROXY_MAX_SESSION_IDLE_TIMEOUT", T_DUR,
@@ -92,11 +92,36 @@ static const struct opt opts[] = {
      "CrowdSec LAPI key"},
     {"config", "NB_PROXY_CONFIG", T_STR, O(config_file), "", true,
      "standalone JSON configuration (accounts and mappings)"},
+    {"http-addr", "NB_PROXY_HTTP_ADDRESS", T_STR, O(http_addr), "", true,
+     "plain-HTTP public listener, e.g. :8080 (nbproxy; empty: none)"},
+    {"access-log", "NB_PROXY_ACCESS_LOG", T_STR, O(access_log), "", true,
+     "access log as JSON lines: a file path, or - for stdout (nbproxy; empty: none)"},
     {"version", NULL, T_BOOL, O(version), "false", true, "print the version and exit"},
     {"help", NULL, T_BOOL, O(help), "false", true, "print this help and exit"},
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])
+
+/* Env-only knobs (no flag), spec/proxy.md §1.3. */
+static const struct opt env_opts[] = {
+    {NULL, "NB_PROXY_MAX_IDLE_CONNS", T_U32, O(max_idle_conns), "100", true, NULL},
+    {NULL, "NB_PROXY_MAX_IDLE_CONNS_PER_HOST", T_U32, O(max_idle_conns_per_host), "100", true,
+     NULL},
+    {NULL, "NB_PROXY_MAX_CONNS_PER_HOST", T_U32, O(max_conns_per_host), "0", true, NULL},
+    {NULL, "NB_PROXY_IDLE_CONN_TIMEOUT", T_DUR, O(idle_conn_timeout_ms), "90s", true, NULL},
+    {NULL, "NB_PROXY_TLS_HANDSHAKE_TIMEOUT", T_DUR, O(tls_handshake_timeout_ms), "10s", false,
+     NULL},
+    {NULL, "NB_PROXY_EXPECT_CONTINUE_TIMEOUT", T_DUR, O(expect_continue_timeout_ms), "1s", true,
+     NULL},
+    {NULL, "NB_PROXY_RESPONSE_HEADER_TIMEOUT", T_DUR, O(response_header_timeout_ms), "0", true,
+     NULL},
+    {NULL, "NB_PROXY_WRITE_BUFFER_SIZE", T_U32, O(write_buffer_size), "0", true, NULL},
+    {NULL, "NB_PROXY_READ_BUFFER_SIZE", T_U32, O(read_buffer_size), "0", true, NULL},
+    {NULL, "NB_PROXY_DISABLE_COMPRESSION", T_BOOL, O(disable_compression), "false", true, NULL},
+    {NULL, "NB_PROXY_MAX_INFLIGHT", T_U32, O(max_inflight), "0", true, NULL},
+};
+
+#define NENV (sizeof env_opts / sizeof env_opts[0])
 
 int nb_parse_bool(const char *s, bool *out)
 {
@@ -195,6 +220,14 @@ static int set_value(struct nb_config *c, const struct opt *o, const char *v)
     }
     case T_DUR:
         return nb_parse_duration_ms(v, (uint64_t *)field);
+    case T_U32: {
+        char *end;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (*v < '0' || *v > '9' || *end != '\0' || n > UINT32_MAX)
+            return NB_E_PARSE;
+        *(uint32_t *)field = (uint32_t)n;
+        return NB_OK;
+    }
     }
     return NB_E_INVAL;
 }
@@ -224,6 +257,25 @@ int nb_config_load(struct nb_config *c, int argc, char **argv, char *err, size_t
             nb_warn("config", "ignoring %s: cannot parse %s", opts[i].env,
                     opts[i].type == T_BOOL ? "bool" : "value");
             set_value(c, &opts[i], opts[i].def);
+        }
+    }
+    for (size_t k = 0; k < NENV; k++) {
+        const struct opt *o = &env_opts[k];
+        if (set_value(c, o, o->def) != NB_OK) {
+            snprintf(err, errlen, "internal: bad default for %s", o->env);
+            return NB_E_INVAL;
+        }
+        const char *v = getenv(o->env);
+        if (v == NULL || *v == '\0')
+            continue;
+        if (set_value(c, o, v) != NB_OK) {
+            nb_warn("config", "ignoring %s=%s: not a %s", o->env, v,
+                    o->type == T_DUR    ? "duration"
+                    : o->type == T_BOOL ? "bool"
+                                        : "non-negative integer");
+            set_value(c, o, o->def);
+        } else if (!o->supported) {
+            nb_warn("config", "%s is accepted but not supported yet; ignoring it", o->env);
         }
     }
     int i = 1;
@@ -306,6 +358,8 @@ static bool is_default(const struct nb_config *c, const struct opt *o)
         return *(const uint16_t *)field == *(const uint16_t *)dfield;
     case T_DUR:
         return *(const uint64_t *)field == *(const uint64_t *)dfield;
+    case T_U32:
+        return *(const uint32_t *)field == *(const uint32_t *)dfield;
     }
     return true;
 }
@@ -325,4 +379,8 @@ void nb_config_usage(FILE *out)
         fprintf(out, "  --%-26s %-34s default \"%s\"%s\n      %s\n", opts[i].flag,
                 opts[i].env ? opts[i].env : "", opts[i].def,
                 opts[i].supported ? "" : " (not supported yet)", opts[i].help);
+    fprintf(out, "\nEnvironment only (backend HTTP transport):\n");
+    for (size_t i = 0; i < NENV; i++)
+        fprintf(out, "  %-34s default \"%s\"%s\n", env_opts[i].env, env_opts[i].def,
+                env_opts[i].supported ? "" : " (not supported yet)");
 }

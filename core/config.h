@@ -52,8 +52,23 @@ struct nb_config {
     char *geo_data_dir;
     char *crowdsec_api_url;
     char *crowdsec_api_key;
+    /* Backend HTTP transport, env only (spec/proxy.md §1.3; negative or unparsable values are
+     * ignored with a warning, as netbird-proxy does). */
+    uint32_t max_idle_conns;             /* NB_PROXY_MAX_IDLE_CONNS, 100 */
+    uint32_t max_idle_conns_per_host;    /* NB_PROXY_MAX_IDLE_CONNS_PER_HOST, 100 */
+    uint32_t max_conns_per_host;         /* NB_PROXY_MAX_CONNS_PER_HOST, 0 = unlimited */
+    uint64_t idle_conn_timeout_ms;       /* NB_PROXY_IDLE_CONN_TIMEOUT, 90s */
+    uint64_t tls_handshake_timeout_ms;   /* NB_PROXY_TLS_HANDSHAKE_TIMEOUT, 10s */
+    uint64_t expect_continue_timeout_ms; /* NB_PROXY_EXPECT_CONTINUE_TIMEOUT, 1s */
+    uint64_t response_header_timeout_ms; /* NB_PROXY_RESPONSE_HEADER_TIMEOUT, 0 = none */
+    uint32_t write_buffer_size;          /* NB_PROXY_WRITE_BUFFER_SIZE, 0 = default */
+    uint32_t read_buffer_size;           /* NB_PROXY_READ_BUFFER_SIZE, 0 = default */
+    bool disable_compression;            /* NB_PROXY_DISABLE_COMPRESSION */
+    uint32_t max_inflight;               /* NB_PROXY_MAX_INFLIGHT, 0 = unlimited */
     /* nbproxy's own */
     char *config_file; /* --config / NB_PROXY_CONFIG: standalone JSON config */
+    char *http_addr;   /* --http-addr / NB_PROXY_HTTP_ADDRESS: plain-HTTP public listener */
+    char *access_log;  /* --access-log / NB_PROXY_ACCESS_LOG: JSON lines, "-" = stdout */
     bool version;      /* --version */
     bool help;         /* --help */
 };

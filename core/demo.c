@@ -5,6 +5,7 @@
  * it exists to show that bytes crossed a real WireGuard tunnel, not to be a web server.
  */
 #include "core/demo.h"
+#include "http/server.h"
 #include "platform/err.h"
 
 #include <arpa/inet.h>
@@ -54,8 +55,7 @@ static int demo_account(struct nb_account_conf *a, const char *id, const uint8_t
     return add_prefix(&p->allowed_ips, &p->n_allowed_ips, peer_ip);
 }
 
-int nb_demo_config(struct nb_standalone *out, uint16_t listen_port, uint16_t backend_wg_port,
-                   uint16_t proxy_wg_port)
+int nb_demo_config(struct nb_standalone *out, uint16_t backend_wg_port, uint16_t proxy_wg_port)
 {
     uint8_t kp[32], kb[32], pp[32], pb[32];
     memset(out, 0, sizeof *out);
@@ -65,7 +65,7 @@ int nb_demo_config(struct nb_standalone *out, uint16_t listen_port, uint16_t bac
     crypto_scalarmult_base(pb, kb);
     int rc = NB_E_NOMEM;
     out->accounts = calloc(2, sizeof *out->accounts);
-    out->mappings = calloc(1, sizeof *out->mappings);
+    out->mappings = calloc(2, sizeof *out->mappings);
     if (out->accounts == NULL || out->mappings == NULL)
         goto out;
     out->n_accounts = 2;
@@ -74,21 +74,28 @@ int nb_demo_config(struct nb_standalone *out, uint16_t listen_port, uint16_t bac
         (rc = demo_account(&out->accounts[1], "demo-backend", kb, pp, NB_DEMO_BACKEND_IP "/16",
                            NB_DEMO_PROXY_IP "/32", backend_wg_port, 0)))
         goto out;
-    struct nb_mapping *m = &out->mappings[0];
-    out->n_mappings = 1;
+    /* Two HTTP services so both "curl http://localhost:PORT/" and "curl http://127.0.0.1:PORT/"
+     * match a Host (the listener itself is main's --http-addr). */
+    static const char *const domains[2] = {"localhost", "127.0.0.1"};
+    static const char *const ids[2] = {"demo-localhost", "demo-127.0.0.1"};
+    out->n_mappings = 2;
     rc = NB_E_NOMEM;
-    m->type = NB_UPDATE_CREATED;
-    m->id = strdup("demo-tcp");
-    m->account_id = strdup("demo");
-    m->mode = strdup("tcp");
-    m->listen_port = listen_port;
-    m->paths = calloc(1, sizeof *m->paths);
-    if (!m->id || !m->account_id || !m->mode || !m->paths)
-        goto out;
-    m->n_paths = 1;
-    m->paths[0].target = strdup(NB_DEMO_BACKEND_IP ":80");
-    if (m->paths[0].target == NULL)
-        goto out;
+    for (int i = 0; i < 2; i++) {
+        struct nb_mapping *m = &out->mappings[i];
+        m->type = NB_UPDATE_CREATED;
+        m->id = strdup(ids[i]);
+        m->account_id = strdup("demo");
+        m->domain = strdup(domains[i]);
+        m->mode = strdup("http");
+        m->paths = calloc(1, sizeof *m->paths);
+        if (!m->id || !m->account_id || !m->domain || !m->mode || !m->paths)
+            goto out;
+        m->n_paths = 1;
+        m->paths[0].path = strdup("/");
+        m->paths[0].target = strdup("http://" NB_DEMO_BACKEND_IP "/");
+        if (m->paths[0].path == NULL || m->paths[0].target == NULL)
+            goto out;
+    }
     rc = NB_OK;
 out:
     sodium_memzero(kp, sizeof kp);
@@ -98,99 +105,41 @@ out:
     return rc;
 }
 
-/* ---- the responder ---- */
+/* ---- the backend's web server ---- */
 
-#define HEAD_MAX 8192
-
-struct demo_conn {
-    struct nb_stream *s;
-    const char *banner;
-    size_t got;
-    char head[HEAD_MAX];
-    bool answered;
-};
-
-static uint64_t demo_live;
-
-uint64_t nb_demo_http_live(void)
+/*
+ * The demo backend answers every request with a page that shows what it received, so the
+ * proxy's rules (Host, X-Forwarded-*, X-Real-IP) are visible from curl.
+ */
+static void demo_request(void *arg, struct http_req *r)
 {
-    return demo_live;
-}
-
-static void demo_close(struct demo_conn *c, bool abort)
-{
-    nb_stream_close(c->s, abort);
-    demo_live--;
-    free(c);
-}
-
-static void demo_answer(struct demo_conn *c, int status, const char *reason)
-{
-    char body[1024], msg[1536];
-    int bl;
-    if (status == 200)
-        bl =
-            snprintf(body, sizeof body,
-                     "hello from %s\n"
-                     "This page was served by an lwIP netstack inside nbproxy and reached you\n"
-                     "through a WireGuard tunnel (Noise_IKpsk2, ChaCha20-Poly1305) between two\n"
-                     "userspace accounts of the same process. No TUN, no kernel module, no root.\n",
-                     c->banner);
-    else
-        bl = snprintf(body, sizeof body, "%d %s\n", status, reason);
-    if (bl < 0 || (size_t)bl >= sizeof body)
-        bl = (int)strlen(body); /* truncated: send what fits */
-    int ml = snprintf(msg, sizeof msg,
-                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                      "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
-                      status, reason, bl, body);
-    if (ml < 0 || (size_t)ml >= sizeof msg)
-        ml = (int)strlen(msg);
-    c->answered = true;
-    nb_stream_write(c->s, msg, (size_t)ml);
-    nb_stream_shutdown(c->s);
-}
-
-static void d_data(void *arg, struct nb_stream *s, const uint8_t *d, size_t n)
-{
-    struct demo_conn *c = arg;
-    if (c->answered)
-        return;
-    size_t take = n < HEAD_MAX - 1 - c->got ? n : HEAD_MAX - 1 - c->got;
-    memcpy(c->head + c->got, d, take);
-    c->got += take;
-    c->head[c->got] = '\0';
-    if (strstr(c->head, "\r\n\r\n") || strstr(c->head, "\n\n"))
-        demo_answer(c, 200, "OK");
-    else if (c->got == HEAD_MAX - 1)
-        demo_answer(c, 431, "Request Header Fields Too Large");
-}
-
-static void d_eof(void *arg, struct nb_stream *s)
-{
-    struct demo_conn *c = arg;
-    if (!c->answered)
-        demo_answer(c, 400, "Bad Request");
-    demo_close(c, false);
-}
-
-static void d_error(void *arg, struct nb_stream *s, const char *err)
-{
-    demo_close(arg, true);
-}
-
-static const struct nb_stream_cbs demo_cbs = {
-    .on_data = d_data, .on_eof = d_eof, .on_error = d_error};
-
-void nb_demo_http_accept(void *arg, struct nb_listener *l, struct nb_stream *s)
-{
-    struct demo_conn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        nb_stream_close(s, true);
+    const char *banner = arg ? arg : "nbproxy";
+    const struct http_field *xff = http_hdrs_get(&r->hdrs, "x-forwarded-for");
+    const struct http_field *xfh = http_hdrs_get(&r->hdrs, "x-forwarded-host");
+    const struct http_field *xfp = http_hdrs_get(&r->hdrs, "x-forwarded-proto");
+    size_t len = 0;
+    char *body = nb_arena_printf(
+        &r->arena, &len,
+        "hello from %s\n"
+        "This page was served by an lwIP netstack inside nbproxy and reached you through\n"
+        "nbproxy's HTTP reverse proxy and a WireGuard tunnel (Noise_IKpsk2, ChaCha20-Poly1305)\n"
+        "between two userspace accounts of the same process. No TUN, no kernel module, no root.\n"
+        "\nWhat the backend received:\n"
+        "  %.*s %.*s\n  Host: %.*s\n  X-Forwarded-For: %.*s\n  X-Forwarded-Host: %.*s\n"
+        "  X-Forwarded-Proto: %.*s\n",
+        banner, (int)r->method_len, r->method, (int)r->target_len, r->target,
+        (int)(r->host ? r->host_len : 0), r->host ? r->host : "", (int)(xff ? xff->value_len : 0),
+        xff ? xff->value : "", (int)(xfh ? xfh->value_len : 0), xfh ? xfh->value : "",
+        (int)(xfp ? xfp->value_len : 0), xfp ? xfp->value : "");
+    if (body == NULL) {
+        http_resp_abort(r);
         return;
     }
-    demo_live++;
-    c->s = s;
-    c->banner = arg ? arg : "nbproxy";
-    nb_stream_set_cbs(s, &demo_cbs, c);
+    (void)http_resp_simple(r, 200, "text/plain; charset=utf-8", NULL, body, len);
+}
+
+struct http_server *nb_demo_backend_new(struct nb_loop *loop, const char *banner)
+{
+    struct http_handler h = {.on_request = demo_request, .arg = (void *)banner};
+    return http_server_new(loop, NULL, &h);
 }

@@ -7,7 +7,8 @@
  * server and no other machine. Two accounts live in the process and talk real WireGuard to each
  * other over UDP on 127.0.0.1: "demo" (the proxy side) and "demo-backend" (a stand-in for a
  * NetBird peer, answering HTTP on its tunnel address 100.64.0.2:80 from its own lwIP netstack).
- * A tcp mapping on a host port relays every connection through the tunnel to that backend.
+ * Two HTTP mappings (Hosts "localhost" and "127.0.0.1") route requests from the plain-HTTP
+ * listener through the tunnel to that backend.
  */
 
 #include "core/standalone.h"
@@ -15,19 +16,19 @@
 
 #include <stdint.h>
 
+struct nb_loop;
+struct http_server;
+
 #define NB_DEMO_PORT       8080
 #define NB_DEMO_BACKEND_IP "100.64.0.2"
 #define NB_DEMO_PROXY_IP   "100.64.0.1"
 
 /* Builds the demo configuration with fresh keys. backend_wg_port is the UDP port the backend
  * account listens on (the proxy account's peer endpoint points there). */
-int nb_demo_config(struct nb_standalone *out, uint16_t listen_port, uint16_t backend_wg_port,
-                   uint16_t proxy_wg_port);
+int nb_demo_config(struct nb_standalone *out, uint16_t backend_wg_port, uint16_t proxy_wg_port);
 
-/* Accept callback serving a small HTTP/1.1 page on any stream (the backend's tunnel listener).
- * arg: const char * banner included in the page. */
-void nb_demo_http_accept(void *arg, struct nb_listener *l, struct nb_stream *s);
-/* Live demo HTTP connections (tests). */
-uint64_t nb_demo_http_live(void);
+/* The backend account's web server: answers every request with a page showing what it
+ * received (method, target, Host, X-Forwarded-*). banner (static) names the backend. */
+struct http_server *nb_demo_backend_new(struct nb_loop *loop, const char *banner);
 
 #endif

@@ -8,14 +8,21 @@
 #include "core/config.h"
 #include "core/demo.h"
 #include "core/proxy.h"
-#include "platform/relay.h"
 #include "core/standalone.h"
+#include "http/accesslog.h"
+#include "http/client.h"
+#include "http/proxy.h"
+#include "http/rewrite.h"
+#include "http/server.h"
 #include "netstack/ns.h"
 #include "platform/addr.h"
+#include "platform/dns.h"
 #include "platform/err.h"
 #include "platform/log.h"
 #include "platform/loop.h"
+#include "platform/sock.h"
 
+#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +46,20 @@ struct app {
     struct nb_proxy *proxy;
     struct nb_account **accounts;
     uint32_t n_accounts;
+    /* the HTTP engine */
+    struct http_fwd_cfg fwd;
+    struct nb_access_log *access_log;
+    struct nb_dns *dns;
+    struct nb_dialer host_dialer;
+    struct http_client *client;
+    struct http_proxy *http;
+    struct http_server *public_srv; /* --http-addr */
+    struct nb_listener *public_lst;
+    struct http_listener_ctx public_ctx;
+    struct http_server *overlay_srv; /* --private: every account's tunnel listener */
+    struct http_listener_ctx *overlay_ctx;
+    struct http_server *demo_srv; /* --demo: the backend account's web server */
+    struct http_listener_ctx demo_ctx;
     struct nb_timer drain_timer;    /* polls for relays to finish after a signal */
     struct nb_timer deadline_timer; /* gives up draining after DRAIN_MS */
     bool stopping;
@@ -54,7 +75,9 @@ static void drain_check(struct nb_timer *t)
     if (app->proxy == NULL)
         return;
     nb_proxy_stats(app->proxy, &st);
-    if (st.relays_active == 0) {
+    uint32_t http_conns = (app->public_srv ? http_server_conns(app->public_srv) : 0) +
+                          (app->overlay_srv ? http_server_conns(app->overlay_srv) : 0);
+    if (st.relays_active == 0 && http_conns == 0) {
         nb_loop_stop(app->loop);
         return;
     }
@@ -79,6 +102,18 @@ static void on_signal(void *arg, int signo)
     app->stopping = true;
     nb_info("main", "signal %d: draining (new connections refused, up to %u s)", signo,
             DRAIN_MS / 1000);
+    /* spec/proxy.md §10.4: HTTP servers drain (idle connections close, responses in progress
+     * finish with "Connection: close"), upgraded connections close, L4 relays drain. */
+    if (app->public_lst) {
+        nb_listener_close(app->public_lst);
+        app->public_lst = NULL;
+    }
+    if (app->public_srv)
+        http_server_drain(app->public_srv);
+    if (app->overlay_srv)
+        http_server_drain(app->overlay_srv);
+    if (app->http)
+        http_proxy_close_upgrades(app->http);
     nb_proxy_drain(app->proxy);
     nb_timer_arm(app->loop, &app->drain_timer, 0);
     nb_timer_arm(app->loop, &app->deadline_timer, DRAIN_MS);
@@ -94,6 +129,121 @@ static void raise_fd_limit(void)
             nb_warn("main", "cannot raise the open-file limit to %llu",
                     (unsigned long long)rl.rlim_max);
     }
+}
+
+static int host_dial(void *ctx, const struct sockaddr *dst, const struct nb_stream_cbs *cbs,
+                     void *arg, struct nb_stream **out)
+{
+    return nb_tcp_connect(ctx, dst, 0, cbs, arg, out);
+}
+
+/*
+ * The HTTP engine shared by every listener: forwarding rules, access log, resolver, upstream
+ * pool, the proxy handler. Built before the mappings are applied (they land in its routes).
+ */
+static int http_setup(struct app *app, const struct nb_config *cfg)
+{
+    char err[256] = "";
+    http_fwd_cfg_init(&app->fwd);
+    if (http_trusted_parse(&app->fwd, cfg->trusted_proxies, err, sizeof err) != NB_OK) {
+        nb_error("main", "--trusted-proxies: %s", err);
+        return NB_E_INVAL;
+    }
+    if (http_forwarded_proto_parse(cfg->forwarded_proto, &app->fwd.proto) != NB_OK) {
+        nb_error("main", "--forwarded-proto must be auto, http or https");
+        return NB_E_INVAL;
+    }
+    int rc = nb_access_log_new(app->loop, cfg->access_log, &app->access_log);
+    if (rc != NB_OK) {
+        nb_error("main", "--access-log %s: %s", cfg->access_log,
+                 rc == NB_E_IO ? strerror(errno) : nb_strerror(rc));
+        return rc;
+    }
+    struct nb_dns_opts dopts;
+    nb_dns_opts_init(&dopts);
+    if ((rc = nb_dns_new(app->loop, &dopts, &app->dns)) != NB_OK) {
+        /* Targets by IP still work; host names answer 502 until a resolver exists. */
+        nb_warn("main", "no DNS resolver (%s): only IP-literal targets will work", nb_strerror(rc));
+        app->dns = NULL;
+    }
+    app->host_dialer = (struct nb_dialer){host_dial, app->loop};
+    struct http_client_opts co = {
+        .max_idle_conns = cfg->max_idle_conns,
+        .max_idle_per_host = cfg->max_idle_conns_per_host,
+        .max_conns_per_host = cfg->max_conns_per_host,
+        .idle_conn_timeout_ms = (uint32_t)cfg->idle_conn_timeout_ms,
+        .response_header_timeout = (uint32_t)cfg->response_header_timeout_ms,
+        .max_inflight = cfg->max_inflight,
+    };
+    app->client = http_client_new(app->loop, &co);
+    struct http_proxy_opts ho = {
+        .client = app->client,
+        .fwd = &app->fwd,
+        .access_log = app->access_log,
+        .dns = app->dns,
+        .host = &app->host_dialer,
+        .max_dial_timeout_ms = cfg->max_dial_timeout_ms,
+    };
+    if (app->client == NULL || (app->http = http_proxy_new(app->loop, &ho)) == NULL)
+        return NB_E_NOMEM;
+    return NB_OK;
+}
+
+/* --http-addr: the plain-HTTP public listener (until the TLS listener exists, and for setups
+ * behind another TLS terminator). */
+static int http_listen_public(struct app *app, const char *addr)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (nb_addr_parse(addr, &ss, &sl) != NB_OK) {
+        nb_error("main", "--http-addr \"%s\": not an address (ip:port, [v6]:port or :port)", addr);
+        return NB_E_INVAL;
+    }
+    struct http_handler h = http_proxy_handler(app->http);
+    app->public_srv = http_server_new(app->loop, NULL, &h);
+    if (app->public_srv == NULL)
+        return NB_E_NOMEM;
+    app->public_ctx = (struct http_listener_ctx){.server = app->public_srv};
+    int rc = nb_tcp_listen(app->loop, (struct sockaddr *)&ss, 1024, http_server_accept_cb,
+                           &app->public_ctx, &app->public_lst);
+    if (rc != NB_OK) {
+        nb_error("main", "--http-addr %s: cannot listen: %s", addr, strerror(errno));
+        return rc;
+    }
+    nb_info("main", "HTTP listener on %s", addr);
+    return NB_OK;
+}
+
+/*
+ * --private: every account serves its own HTTP mappings on port 80 of its tunnel address
+ * (spec/proxy.md §6.2), scoped to that account. Inbound servers use the reference's inbound
+ * timeouts (ReadHeaderTimeout 30 s, IdleTimeout 90 s).
+ */
+static int http_listen_private(struct app *app, const struct nb_standalone *sa)
+{
+    struct http_server_opts so = {.read_header_timeout_ms = 30000, .idle_timeout_ms = 90000};
+    struct http_handler h = http_proxy_handler(app->http);
+    app->overlay_srv = http_server_new(app->loop, &so, &h);
+    app->overlay_ctx = calloc(app->n_accounts ? app->n_accounts : 1, sizeof *app->overlay_ctx);
+    if (app->overlay_srv == NULL || app->overlay_ctx == NULL)
+        return NB_E_NOMEM;
+    for (uint32_t i = 0; i < app->n_accounts; i++) {
+        struct http_listener_ctx *ctx = &app->overlay_ctx[i];
+        ctx->server = app->overlay_srv;
+        ctx->info.overlay = true;
+        ctx->info.scope = strdup(sa->accounts[i].id);
+        if (ctx->info.scope == NULL)
+            return NB_E_NOMEM;
+        int rc = nb_account_listen(app->accounts[i], 80, http_server_accept_cb, ctx);
+        if (rc != NB_OK) {
+            /* The reference logs it and runs the account without inbound listeners. */
+            nb_warn("main", "account %s: no tunnel listener on port 80: %s", sa->accounts[i].id,
+                    nb_strerror(rc));
+            continue;
+        }
+        nb_info("main", "account %s: HTTP on port 80 of its tunnel address", sa->accounts[i].id);
+    }
+    return NB_OK;
 }
 
 static int start(struct app *app, const struct nb_config *cfg, struct nb_standalone *sa)
@@ -134,25 +284,52 @@ static void stop(struct app *app)
 {
     nb_timer_cancel(&app->drain_timer);
     nb_timer_cancel(&app->deadline_timer);
+    /* Servers first (their requests end and cancel their exchanges), then the services and
+     * accounts' networks, then the engine. */
+    if (app->public_lst)
+        nb_listener_close(app->public_lst);
+    app->public_lst = NULL;
+    http_server_free(app->public_srv);
+    http_server_free(app->overlay_srv);
+    http_server_free(app->demo_srv);
+    app->public_srv = app->overlay_srv = app->demo_srv = NULL;
+    if (app->http)
+        http_proxy_close_upgrades(app->http);
+    for (int i = 0; i < 3; i++)
+        nb_loop_run_once(app->loop, 0);
     nb_proxy_free(app->proxy);
     app->proxy = NULL;
+    http_proxy_free(app->http);
+    app->http = NULL;
+    http_client_free(app->client);
+    app->client = NULL;
     /* Let cancelled relays and closing streams settle before the netstack goes away. */
     for (int i = 0; i < 3; i++)
         nb_loop_run_once(app->loop, 0);
     for (uint32_t i = 0; i < app->n_accounts; i++)
         nb_account_close(app->accounts[i]);
     free(app->accounts);
+    if (app->overlay_ctx)
+        for (uint32_t i = 0; i < app->n_accounts; i++)
+            free((char *)app->overlay_ctx[i].info.scope);
+    free(app->overlay_ctx);
     for (int i = 0; i < 3; i++)
         nb_loop_run_once(app->loop, 0);
+    nb_dns_free(app->dns);
+    nb_access_log_free(app->access_log);
+    http_fwd_cfg_deinit(&app->fwd);
 }
 
 static int run_demo_backend(struct app *app, struct nb_standalone *sa)
 {
     /* The demo's backend account serves HTTP on its tunnel address, port 80. */
+    app->demo_srv = nb_demo_backend_new(app->loop, NB_DEMO_BACKEND_IP " (account demo-backend)");
+    if (app->demo_srv == NULL)
+        return NB_E_NOMEM;
+    app->demo_ctx = (struct http_listener_ctx){.server = app->demo_srv};
     for (uint32_t i = 0; i < sa->n_accounts; i++)
         if (strcmp(sa->accounts[i].id, "demo-backend") == 0)
-            return nb_account_listen(app->accounts[i], 80, nb_demo_http_accept,
-                                     (void *)NB_DEMO_BACKEND_IP " (account demo-backend)");
+            return nb_account_listen(app->accounts[i], 80, http_server_accept_cb, &app->demo_ctx);
     return NB_E_NOTFOUND;
 }
 
@@ -230,7 +407,7 @@ int main(int argc, char **argv)
 
     struct nb_standalone sa;
     if (demo) {
-        if (nb_demo_config(&sa, (uint16_t)demo_port, 0, 0) != NB_OK) {
+        if (nb_demo_config(&sa, 0, 0) != NB_OK) {
             fprintf(stderr, "nbproxy: cannot build the demo configuration\n");
             return 1;
         }
@@ -279,29 +456,49 @@ int main(int argc, char **argv)
         fprintf(stderr, "nbproxy: cannot set up the event loop or netstack\n");
         goto out;
     }
+    if (http_setup(&app, &cfg) != NB_OK) {
+        nb_error("main", "start-up failed; nothing is served");
+        goto out_proxy;
+    }
     struct nb_proxy_opts po = {
         .max_dial_timeout_ms = cfg.max_dial_timeout_ms,
         .max_session_idle_timeout_ms = cfg.max_session_idle_timeout_ms,
         .wg_port = cfg.wg_port,
         .listen_host = demo ? "127.0.0.1" : NULL,
+        .http = app.http,
+        .access_log = app.access_log,
     };
     app.proxy = nb_proxy_new(app.loop, &po);
     if (app.proxy == NULL)
-        goto out_ns;
+        goto out_proxy;
+    char demo_addr[32];
+    snprintf(demo_addr, sizeof demo_addr, "127.0.0.1:%ld", demo_port);
+    const char *http_addr = cfg.http_addr && cfg.http_addr[0] ? cfg.http_addr
+                            : demo                            ? demo_addr
+                                                              : NULL;
     if (start(&app, &cfg, &sa) != NB_OK ||
-        (demo && (demo_link(&app) != NB_OK || run_demo_backend(&app, &sa) != NB_OK))) {
+        (demo && (demo_link(&app) != NB_OK || run_demo_backend(&app, &sa) != NB_OK)) ||
+        (http_addr && http_listen_public(&app, http_addr) != NB_OK) ||
+        (cfg.private_mode && http_listen_private(&app, &sa) != NB_OK)) {
         nb_error("main", "start-up failed; nothing is served");
         goto out_proxy;
     }
+    if (http_addr == NULL && !cfg.private_mode &&
+        http_routes_count(http_proxy_routes(app.http)) > 0)
+        nb_warn("main", "HTTP mappings are configured but no HTTP listener is: use --http-addr "
+                        "(the TLS listener on --addr is not built yet) or --private");
     /* The configuration holds every private key and PSK: keep it no longer than needed. */
     uint32_t n_accounts = sa.n_accounts, n_mappings = sa.n_mappings;
     nb_standalone_free(&sa);
     if (demo)
         printf("nbproxy demo is up: try   curl http://127.0.0.1:%d/\n"
-               "The request enters a tcp mapping on 127.0.0.1:%d, crosses a WireGuard tunnel "
-               "(UDP on 127.0.0.1) from account \"demo\" (%s) to account \"demo-backend\" (%s), "
-               "and is answered by that account's own netstack. Ctrl-C stops it.\n",
-               (int)demo_port, (int)demo_port, NB_DEMO_PROXY_IP, NB_DEMO_BACKEND_IP);
+               "The request enters the HTTP reverse proxy on 127.0.0.1:%d (Hosts \"localhost\" "
+               "and \"127.0.0.1\" are mapped), crosses a WireGuard tunnel (UDP on 127.0.0.1) from "
+               "account \"demo\" (%s) to account \"demo-backend\" (%s), and is answered by that "
+               "account's own netstack. Any other Host gets the proxy's 404 page "
+               "(curl -H 'Host: nope' http://127.0.0.1:%d/). Ctrl-C stops it.\n",
+               (int)demo_port, (int)demo_port, NB_DEMO_PROXY_IP, NB_DEMO_BACKEND_IP,
+               (int)demo_port);
     else
         nb_info("main", "nbproxy %s serving %u account(s), %u mapping(s) from %s", NB_VERSION,
                 n_accounts, n_mappings, cfg.config_file);
@@ -310,7 +507,6 @@ int main(int argc, char **argv)
     nb_info("main", "stopped");
 out_proxy:
     stop(&app);
-out_ns:
     ns_deinit();
 out:
     sodium_memzero(app.psk, sizeof app.psk);

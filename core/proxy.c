@@ -10,6 +10,9 @@
  * a route cancels all active relays of that service").
  */
 #include "core/proxy.h"
+#include "http/accesslog.h"
+#include "http/proxy.h"
+#include "http/route.h"
 #include "platform/relay.h"
 #include "platform/addr.h"
 #include "platform/err.h"
@@ -49,6 +52,8 @@ struct conn {
 struct service {
     struct service *next;
     struct nb_proxy *proxy;
+    enum nb_mapping_mode mode;
+    char *domain; /* tcp: the mapping's domain (access log host), may be NULL */
     char *id;
     char *account_id;
     struct account *account;
@@ -106,6 +111,11 @@ int nb_proxy_add_account(struct nb_proxy *p, const char *id, const struct nb_dia
         return NB_E_NOMEM;
     }
     a->dialer = *dialer;
+    if (p->opts.http && http_proxy_set_network(p->opts.http, a->id, &a->dialer) != NB_OK) {
+        free(a->id);
+        free(a);
+        return NB_E_NOMEM;
+    }
     a->next = p->accounts;
     p->accounts = a;
     return NB_OK;
@@ -156,8 +166,31 @@ static void conn_abort(struct conn *c, const char *why)
 static void relay_done(void *arg, struct nb_relay *r, const struct nb_relay_result *res)
 {
     struct conn *c = arg;
-    /* L4 access-log fields (spec/proxy.md §8.3); the JSON access log lands with the HTTP
-     * engine, until then they go to the debug log. */
+    struct nb_access_log *log = c->svc->proxy->opts.access_log;
+    if (log) {
+        /* L4 session record (spec/proxy.md §8.3): source IP without the port. */
+        char ip[NB_ADDRSTRLEN];
+        snprintf(ip, sizeof ip, "%s", c->client_addr);
+        char *colon = strrchr(ip, ':');
+        if (colon)
+            *colon = '\0';
+        size_t il = strlen(ip);
+        if (il > 1 && ip[0] == '[' && ip[il - 1] == ']') {
+            memmove(ip, ip + 1, il - 2);
+            ip[il - 2] = '\0';
+        }
+        struct nb_access_log_entry e = {
+            .account_id = c->svc->account_id,
+            .service_id = c->svc->id,
+            .host = c->svc->domain,
+            .duration_ms = (int64_t)(res->ended_ms - res->started_ms),
+            .source_ip = ip,
+            .bytes_upload = (int64_t)res->bytes_up,
+            .bytes_download = (int64_t)res->bytes_down,
+            .protocol = "tcp",
+        };
+        nb_access_log_write(log, &e);
+    }
     nb_debug("tcp", "service=%s account=%s client=%s up=%llu down=%llu duration_ms=%llu%s%s",
              c->svc->id, c->svc->account_id, c->client_addr, (unsigned long long)res->bytes_up,
              (unsigned long long)res->bytes_down,
@@ -265,6 +298,8 @@ static void on_accept(void *arg, struct nb_listener *l, struct nb_stream *client
 
 static void service_free(struct service *svc)
 {
+    if (svc->mode == NB_MODE_HTTP && svc->proxy->opts.http)
+        http_proxy_remove(svc->proxy->opts.http, svc->id);
     if (svc->listener)
         nb_listener_close(svc->listener);
     while (svc->conns) {
@@ -307,6 +342,7 @@ static void service_bury(struct nb_defer *d)
     struct service_grave *g = d->arg;
     free(g->svc->id);
     free(g->svc->account_id);
+    free(g->svc->domain);
     free(g->svc);
     free(g);
 }
@@ -360,10 +396,17 @@ static int setup_tcp(struct nb_proxy *p, const struct nb_mapping *m, char *err, 
     if (svc == NULL)
         return NB_E_NOMEM;
     svc->proxy = p;
+    svc->mode = NB_MODE_TCP;
     svc->account = a;
     svc->port = m->listen_port;
     svc->id = strdup(m->id);
     svc->account_id = strdup(m->account_id);
+    if (m->domain && (svc->domain = strdup(m->domain)) == NULL) {
+        free(svc->id);
+        free(svc->account_id);
+        free(svc);
+        return NB_E_NOMEM;
+    }
     const struct nb_target_options *o = &m->paths[0].options;
     svc->dial_timeout_ms =
         (uint32_t)clamp_ms(o->request_timeout_ms, p->opts.max_dial_timeout_ms, DEFAULT_DIAL_MS);
@@ -407,8 +450,67 @@ static int setup_tcp(struct nb_proxy *p, const struct nb_mapping *m, char *err, 
 fail:
     free(svc->id);
     free(svc->account_id);
+    free(svc->domain);
     free(svc);
     return rc;
+}
+
+/*
+ * HTTP mode (spec/proxy.md §3.4): the routes live in the http_proxy; the service record here
+ * only remembers the id so a later MODIFIED or REMOVED finds it.
+ */
+static int setup_http(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen)
+{
+    if (p->opts.http == NULL)
+        return errf(err, errlen, NB_E_UNSUPPORTED,
+                    "HTTP mappings need an HTTP listener (--http-addr or --private)");
+    const struct nb_auth *au = &m->auth;
+    if (au->password || au->pin || au->oidc || au->n_header_auths)
+        return errf(err, errlen, NB_E_UNSUPPORTED,
+                    "authentication schemes (password, PIN, OIDC, header) are not supported yet; "
+                    "%s is not exposed without them",
+                    m->domain ? m->domain : m->id);
+    struct service *svc = calloc(1, sizeof *svc);
+    if (svc == NULL)
+        return NB_E_NOMEM;
+    svc->proxy = p;
+    svc->mode = NB_MODE_HTTP;
+    svc->id = strdup(m->id);
+    svc->account_id = strdup(m->account_id ? m->account_id : "");
+    if (svc->id == NULL || svc->account_id == NULL) {
+        free(svc->id);
+        free(svc->account_id);
+        free(svc);
+        return NB_E_NOMEM;
+    }
+    char warn[512] = "";
+    if (m->n_paths > 0) {
+        struct http_service *hs = NULL;
+        int rc = http_service_new(m, &hs, warn, sizeof warn);
+        if (rc != NB_OK) {
+            errf(err, errlen, rc, "%s",
+                 rc == NB_E_INVAL ? "mapping without id or domain" : "out of memory");
+        } else {
+            rc = http_proxy_add(p->opts.http, hs, err, errlen);
+            http_service_unref(hs); /* the table holds its own reference */
+        }
+        if (rc != NB_OK) {
+            free(svc->id);
+            free(svc->account_id);
+            free(svc);
+            return rc;
+        }
+    }
+    svc->next = p->services;
+    p->services = svc;
+    p->st.services++;
+    nb_info("proxy", "service %s (http): %s, %u path(s), account %s", svc->id,
+            m->domain ? m->domain : "", m->n_paths, svc->account_id);
+    if (warn[0]) {
+        nb_warn("proxy", "service %s: %s", svc->id, warn);
+        errf(err, errlen, NB_OK, "%s", warn);
+    }
+    return NB_OK;
 }
 
 int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen)
@@ -431,9 +533,10 @@ int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, si
     switch (nb_mapping_mode(m)) {
     case NB_MODE_TCP:
         return setup_tcp(p, m, err, errlen);
+    case NB_MODE_HTTP:
+        return setup_http(p, m, err, errlen);
     case NB_MODE_UDP:
     case NB_MODE_TLS:
-    case NB_MODE_HTTP:
         break;
     }
     return errf(err, errlen, NB_E_UNSUPPORTED, "mode \"%s\" is not supported yet",
@@ -464,6 +567,8 @@ void nb_proxy_free(struct nb_proxy *p)
     while (p->accounts) {
         struct account *a = p->accounts;
         p->accounts = a->next;
+        if (p->opts.http)
+            (void)http_proxy_set_network(p->opts.http, a->id, NULL);
         free(a->id);
         free(a);
     }

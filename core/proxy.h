@@ -8,7 +8,8 @@
  * standalone config file today and by the management stream later (spec/proxy.md §3.3).
  *
  * Implemented modes: tcp (a host listener on listen_port relaying every connection through the
- * account's tunnel to path[0].target, spec/proxy.md §3.5 and §3.7). Other modes are refused with
+ * account's tunnel to path[0].target, spec/proxy.md §3.5 and §3.7) and HTTP (routes in the
+ * http_proxy given in the options, spec/proxy.md §3.4). udp and tls are refused with
  * NB_E_UNSUPPORTED and a message, so a caller can report an ERROR status.
  */
 
@@ -20,14 +21,8 @@
 
 struct nb_loop;
 struct nb_proxy;
-
-/* How an account reaches its network: lwIP over WireGuard, or (direct_upstream) the host. */
-struct nb_dialer {
-    /* Connects to dst; same contract as nb_tcp_connect (on_connect reports the result). */
-    int (*dial)(void *ctx, const struct sockaddr *dst, const struct nb_stream_cbs *cbs, void *arg,
-                struct nb_stream **out);
-    void *ctx;
-};
+struct http_proxy;
+struct nb_access_log;
 
 struct nb_proxy_opts {
     uint64_t max_dial_timeout_ms;         /* --max-dial-timeout, 0 = none */
@@ -35,6 +30,8 @@ struct nb_proxy_opts {
     uint16_t wg_port;                     /* --wg-port: L4 ports may not equal it */
     uint32_t max_relays_per_router;       /* 0 = 4096 (the reference limit) */
     const char *listen_host;              /* host part for per-port listeners, NULL = any */
+    struct http_proxy *http;              /* HTTP routes go here; NULL = HTTP mode refused */
+    struct nb_access_log *access_log;     /* L4 session records (spec/proxy.md §8.3), or NULL */
 };
 
 struct nb_proxy *nb_proxy_new(struct nb_loop *loop, const struct nb_proxy_opts *opts);
@@ -47,7 +44,9 @@ int nb_proxy_add_account(struct nb_proxy *p, const char *id, const struct nb_dia
 /*
  * Applies one mapping by m->type (CREATED, MODIFIED, REMOVED). On failure returns an nb_err and
  * writes a reason (suitable for SendStatusUpdate.error_message) into err; the previous state of
- * that service is cleaned up as the reference does.
+ * that service is cleaned up as the reference does. NB_OK with a non-empty err means "applied,
+ * but part of it was skipped" (an HTTP path whose target URL does not parse): the reference
+ * reports that as an ERROR status while serving the rest.
  */
 int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen);
 

@@ -6,6 +6,7 @@
  */
 #include "core/standalone.h"
 #include "core/config.h"
+#include "http/route.h"
 #include "platform/addr.h"
 #include "platform/err.h"
 
@@ -714,11 +715,22 @@ static int validate_mapping(const struct nb_mapping *m, const char *where, struc
             return fail(e, "%s.path[0].target: \"%s\" is not ip:port", where, m->paths[0].target);
         return NB_OK;
     }
+    case NB_MODE_HTTP:
+        if (m->domain == NULL || m->domain[0] == '\0')
+            return fail(e, "%s.domain: required for HTTP mappings", where);
+        for (uint32_t i = 0; i < m->n_paths; i++) {
+            struct http_target t;
+            char why[128] = "";
+            if (http_target_parse(m->paths[i].target, &t, why, sizeof why) != NB_OK)
+                return fail(e, "%s.path[%u].target: \"%s\": %s", where, i, m->paths[i].target,
+                            why[0] ? why : "not an http(s) URL");
+            http_target_deinit(&t);
+        }
+        return NB_OK;
     case NB_MODE_UDP:
     case NB_MODE_TLS:
-    case NB_MODE_HTTP:
-        return fail(e, "%s.mode: \"%s\" mappings are not supported yet (only \"tcp\")", where,
-                    m->mode ? m->mode : "");
+        return fail(e, "%s.mode: \"%s\" mappings are not supported yet (only \"tcp\" and HTTP)",
+                    where, m->mode ? m->mode : "");
     }
     return NB_OK;
 }
@@ -828,6 +840,13 @@ int nb_standalone_parse(const char *json, size_t len, const char *base_dir,
                     out->mappings[j].listen_port == m->listen_port) {
                     rc = fail(&e, "%s.listenPort: duplicate port %d (also mappings[%d])", w,
                               m->listen_port, j);
+                    goto out;
+                }
+                if (nb_mapping_mode(m) == NB_MODE_HTTP &&
+                    nb_mapping_mode(&out->mappings[j]) == NB_MODE_HTTP &&
+                    strcmp(out->mappings[j].domain, m->domain) == 0) {
+                    rc = fail(&e, "%s.domain: duplicate domain \"%s\" (also mappings[%d])", w,
+                              m->domain, j);
                     goto out;
                 }
             }

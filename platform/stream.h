@@ -151,4 +151,17 @@ static inline void nb_listener_close(struct nb_listener *l)
     l->vt->close(l);
 }
 
+/*
+ * A way to open outgoing streams into one network: an account's tunnel (lwIP over WireGuard)
+ * or the host (direct_upstream targets). dial() has nb_tcp_connect's contract: on NB_OK *out is
+ * valid at once (writes queue until connected) and cbs->on_connect reports the result; the
+ * caller owns the stream and closes it exactly once. Dial timeouts are the caller's (arm a timer
+ * and close(true)).
+ */
+struct nb_dialer {
+    int (*dial)(void *ctx, const struct sockaddr *dst, const struct nb_stream_cbs *cbs, void *arg,
+                struct nb_stream **out);
+    void *ctx;
+};
+
 #endif

@@ -2,10 +2,19 @@
 # Installs everything nbproxy needs on Debian 12 (run as root). Idempotent.
 #   scripts/install-deps.sh          build dependencies only
 #   scripts/install-deps.sh --test   plus the real third-party peers the test suite talks to
+#   scripts/install-deps.sh --bench  plus what bench/ uses (nginx and wrk for bench/http_bench.sh;
+#                                    combinable with --test)
 set -euo pipefail
 
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+want_bench=0
+for a in "$@"; do
+    case $a in
+    --test) want_test=1 ;;
+    --bench) want_bench=1 ;;
+    *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
+    esac
+done
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -30,9 +39,16 @@ apt-get update -qq
 
 pkgs=(build-essential cmake pkg-config dpkg-dev clang clang-format
       libsodium-dev libwolfssl-dev libprotobuf-c-dev protobuf-c-compiler
-      libnghttp2-dev libcurl4-openssl-dev libcjson-dev libcmocka-dev)
+      libnghttp2-dev libcurl4-openssl-dev libcjson-dev libcmocka-dev libc-ares-dev)
 if [ $want_test = 1 ]; then
     pkgs+=(libclang-rt-14-dev wireguard-go wireguard-tools iproute2 iputils-ping
-           iperf3 curl python3 procps)
+           iperf3 curl python3 procps
+           dnsmasq-base) # dnsmasq-base: the binary only, no system service (tests/unit/platform/dns.c)
+fi
+if [ $want_bench = 1 ]; then
+    # nginx: the bench starts its own instances (own config, 127.0.0.1 only); where no
+    # policy-rc.d stops it, Debian's package also starts the system service on port 80: stop it
+    # with `systemctl disable --now nginx` (or `service nginx stop`) if you do not want it.
+    pkgs+=(nginx wrk wireguard-go wireguard-tools iproute2 iperf3 curl python3 procps util-linux)
 fi
 apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null

@@ -142,6 +142,19 @@ static void test_bad_configs_name_the_field(void **state)
          "mappings[1].listenPort: duplicate port 81"},
         {"{\"accounts\":[{\"id\":\"a\",\"wireguard\":\"/nonexistent/wg.conf\"}]}",
          "accounts[0].wireguard: cannot read /nonexistent/wg.conf"},
+        /* HTTP mappings */
+        {"{\"mappings\":[{\"id\":\"h\",\"accountId\":\"a\",\"path\":[{\"target\":"
+         "\"http://1.2.3.4/\"}]}]}",
+         "mappings[0].domain: required for HTTP mappings"},
+        {"{\"mappings\":[{\"id\":\"h\",\"accountId\":\"a\",\"domain\":\"a.example\","
+         "\"path\":[{\"path\":\"/\",\"target\":\"ftp://1.2.3.4/\"}]}]}",
+         "mappings[0].path[0].target: \"ftp://1.2.3.4/\""},
+        {"{\"accounts\":[{\"id\":\"a\",\"wireguard\":{\"privateKey\":\"" K1 "\","
+         "\"addresses\":[\"10.0.0.1/24\"]}}],\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\","
+         "\"domain\":\"a.example\",\"path\":[{\"target\":\"http://1.2.3.4/\"}]},{\"id\":"
+         "\"n\",\"accountId\":\"a\",\"mode\":\"http\",\"domain\":\"a.example\",\"path\":"
+         "[{\"target\":\"http://1.2.3.5/\"}]}]}",
+         "mappings[1].domain: duplicate domain \"a.example\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct nb_standalone s;
