@@ -18,6 +18,14 @@
 #include <string.h>
 
 #define TOTAL (4u << 20)
+/*
+ * The backpressure tests must move more than the kernel will buffer by itself, or the writer is
+ * never held back: Linux 6.x grows a loopback send buffer to tcp_wmem[2] (4 MiB) and a receive
+ * buffer up to tcp_rmem[2] (32 MiB by default since 6.x). 64 MiB is well past both.
+ */
+#define BIG_TOTAL (64u << 20)
+
+static size_t total = TOTAL; /* what pump_client sends in the current test */
 
 struct side {
     struct nb_stream *s;
@@ -94,14 +102,14 @@ static void on_accept(void *arg, struct nb_listener *l, struct nb_stream *s)
 static void pump_client(void)
 {
     uint8_t buf[65536];
-    while (client.tx < TOTAL && !nb_stream_write_full(client.s)) {
-        size_t n = TOTAL - client.tx < sizeof buf ? TOTAL - client.tx : sizeof buf;
+    while (client.tx < total && !nb_stream_write_full(client.s)) {
+        size_t n = total - client.tx < sizeof buf ? total - client.tx : sizeof buf;
         for (size_t i = 0; i < n; i++)
             buf[i] = pat(client.tx + i);
         assert_int_equal(nb_stream_write(client.s, buf, n), NB_OK);
         client.tx += n;
     }
-    if (client.tx == TOTAL) {
+    if (client.tx == total) {
         nb_stream_shutdown(client.s);
         client.tx++;
     }
@@ -126,6 +134,7 @@ static void test_echo_with_backpressure_and_half_close(void **state)
     memset(&server, 0, sizeof server);
     memset(&client, 0, sizeof client);
     server.echo = true;
+    total = BIG_TOTAL;
     struct nb_listener *lst = listen_local(&port);
     struct sockaddr_storage ss;
     nb_addr_from_ip("127.0.0.1", port, &ss, NULL);
@@ -141,10 +150,10 @@ static void test_echo_with_backpressure_and_half_close(void **state)
     assert_true(client.connected);
     assert_true(server.eof);
     assert_true(client.eof);
-    assert_int_equal(client.rx, TOTAL);
-    assert_int_equal(server.rx, TOTAL);
+    assert_int_equal(client.rx, total);
+    assert_int_equal(server.rx, total);
     assert_false(client.bad);
-    /* 4 MiB through 256 KiB high-water marks: the writer must have been held back. */
+    /* 64 MiB through 256 KiB high-water marks: the writer must have been held back. */
     assert_true(client.drains > 0);
     nb_stream_close(client.s, false);
     nb_stream_close(server.s, false);
@@ -161,6 +170,7 @@ static void test_paused_reader_bounds_writer(void **state)
     loop = nb_loop_new();
     memset(&server, 0, sizeof server);
     memset(&client, 0, sizeof client);
+    total = BIG_TOTAL;
     struct nb_listener *lst = listen_local(&port);
     struct sockaddr_storage ss;
     nb_addr_from_ip("127.0.0.1", port, &ss, NULL);
