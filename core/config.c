@@ -62,8 +62,8 @@ static const struct opt opts[] = {
      "serve the debug endpoint"},
     {"debug-endpoint-addr", "NB_PROXY_DEBUG_ENDPOINT_ADDRESS", T_STR, O(debug_endpoint_addr),
      "localhost:8444", false, "debug endpoint address"},
-    {"health-addr", "NB_PROXY_HEALTH_ADDRESS", T_STR, O(health_addr), "localhost:8080", false,
-     "health and metrics server (empty: off)"},
+    {"health-addr", "NB_PROXY_HEALTH_ADDRESS", T_STR, O(health_addr), "localhost:8080", true,
+     "health and metrics server (empty: off; standalone mode: only when set)"},
     {"forwarded-proto", "NB_PROXY_FORWARDED_PROTO", T_STR, O(forwarded_proto), "auto", true,
      "X-Forwarded-Proto: auto, http, https"},
     {"trusted-proxies", "NB_PROXY_TRUSTED_PROXIES", T_STR, O(trusted_proxies), "", true,
@@ -101,6 +101,7 @@ static const struct opt opts[] = {
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])
+_Static_assert(NOPTS <= 128, "nb_config._explicit holds 128 bits");
 
 /* Env-only knobs (no flag), spec/proxy.md §1.3. */
 static const struct opt env_opts[] = {
@@ -252,7 +253,9 @@ int nb_config_load(struct nb_config *c, int argc, char **argv, char *err, size_t
         const char *v = opts[i].env ? getenv(opts[i].env) : NULL;
         if (v == NULL)
             continue;
+        c->_explicit[i / 64] |= 1ull << (i % 64);
         if (set_value(c, &opts[i], v) != NB_OK) {
+            c->_explicit[i / 64] &= ~(1ull << (i % 64));
             /* Go's env helpers warn and keep the default. */
             nb_warn("config", "ignoring %s: cannot parse %s", opts[i].env,
                     opts[i].type == T_BOOL ? "bool" : "value");
@@ -311,6 +314,8 @@ int nb_config_load(struct nb_config *c, int argc, char **argv, char *err, size_t
             snprintf(err, errlen, "invalid value \"%s\" for flag --%s", v, o->flag);
             return NB_E_INVAL;
         }
+        size_t idx = (size_t)(o - opts);
+        c->_explicit[idx / 64] |= 1ull << (idx % 64);
     }
     if (nb_log_level_parse(c->log_level) < 0) {
         snprintf(err, errlen, "invalid log level \"%s\"", c->log_level);
@@ -323,6 +328,15 @@ int nb_config_load(struct nb_config *c, int argc, char **argv, char *err, size_t
         return NB_E_INVAL;
     }
     return NB_OK;
+}
+
+bool nb_config_explicit(const struct nb_config *c, const char *flag)
+{
+    const struct opt *o = find_flag(flag, strlen(flag));
+    if (o == NULL)
+        return false;
+    size_t idx = (size_t)(o - opts);
+    return (c->_explicit[idx / 64] >> (idx % 64)) & 1;
 }
 
 void nb_config_free(struct nb_config *c)

@@ -66,17 +66,20 @@ struct nb_config {
     bool disable_compression;            /* NB_PROXY_DISABLE_COMPRESSION */
     uint32_t max_inflight;               /* NB_PROXY_MAX_INFLIGHT, 0 = unlimited */
     /* nbproxy's own */
-    char *config_file; /* --config / NB_PROXY_CONFIG: standalone JSON config */
-    char *http_addr;   /* --http-addr / NB_PROXY_HTTP_ADDRESS: plain-HTTP public listener */
-    char *access_log;  /* --access-log / NB_PROXY_ACCESS_LOG: JSON lines, "-" = stdout */
-    bool version;      /* --version */
-    bool help;         /* --help */
+    char *config_file;     /* --config / NB_PROXY_CONFIG: standalone JSON config */
+    char *http_addr;       /* --http-addr / NB_PROXY_HTTP_ADDRESS: plain-HTTP public listener */
+    char *access_log;      /* --access-log / NB_PROXY_ACCESS_LOG: JSON lines, "-" = stdout */
+    bool version;          /* --version */
+    bool help;             /* --help */
+    uint64_t _explicit[2]; /* options set by env or flag (bit = index in the option table) */
 };
 
 /* Fills defaults, then env, then argv (argv[0] skipped; a leading "proxy" subcommand is
  * accepted). On error returns NB_E_INVAL and writes a one-line reason into err. */
 int nb_config_load(struct nb_config *c, int argc, char **argv, char *err, size_t errlen);
 void nb_config_free(struct nb_config *c);
+/* True when the option (flag name without dashes) was given by env or flag, not defaulted. */
+bool nb_config_explicit(const struct nb_config *c, const char *flag);
 /* Logs (warn) every option that is set to a non-default value but not implemented yet. */
 void nb_config_warn_unsupported(const struct nb_config *c);
 /* Prints the flag table (name, env, default) for --help. */

@@ -7,6 +7,7 @@
 #include "core/account.h"
 #include "core/config.h"
 #include "core/demo.h"
+#include "core/health.h"
 #include "core/proxy.h"
 #include "core/standalone.h"
 #include "http/accesslog.h"
@@ -20,6 +21,7 @@
 #include "platform/err.h"
 #include "platform/log.h"
 #include "platform/loop.h"
+#include "platform/metrics.h"
 #include "platform/sock.h"
 
 #include <errno.h>
@@ -28,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #ifndef NB_VERSION
 #define NB_VERSION "0.1.0"
@@ -60,6 +64,8 @@ struct app {
     struct http_listener_ctx *overlay_ctx;
     struct http_server *demo_srv; /* --demo: the backend account's web server */
     struct http_listener_ctx demo_ctx;
+    struct nb_health *health; /* --health-addr */
+    uint64_t started_unix;
     struct nb_timer drain_timer;    /* polls for relays to finish after a signal */
     struct nb_timer deadline_timer; /* gives up draining after DRAIN_MS */
     bool stopping;
@@ -100,6 +106,7 @@ static void on_signal(void *arg, int signo)
         return;
     }
     app->stopping = true;
+    nb_health_set_shutting_down(app->health); /* readiness 503 first (spec/proxy.md §10.4) */
     nb_info("main", "signal %d: draining (new connections refused, up to %u s)", signo,
             DRAIN_MS / 1000);
     /* spec/proxy.md §10.4: HTTP servers drain (idle connections close, responses in progress
@@ -128,6 +135,125 @@ static void raise_fd_limit(void)
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
             nb_warn("main", "cannot raise the open-file limit to %llu",
                     (unsigned long long)rl.rlim_max);
+    }
+}
+
+/* ---- /metrics: every series, read from the modules' stats at scrape time ---- */
+
+static void counter(struct nb_prom *p, const char *name, const char *help, double v)
+{
+    nb_prom_family(p, name, "counter", help);
+    nb_prom_sample(p, name, NULL, v);
+}
+
+static void gauge(struct nb_prom *p, const char *name, const char *help, double v)
+{
+    nb_prom_family(p, name, "gauge", help);
+    nb_prom_sample(p, name, NULL, v);
+}
+
+static void process_metrics(struct app *app, struct nb_prom *p)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            pages = rss = 0;
+        fclose(f);
+    }
+    long psz = sysconf(_SC_PAGESIZE);
+    gauge(p, "process_resident_memory_bytes", "Resident memory size in bytes.",
+          (double)rss * (double)psz);
+    gauge(p, "process_virtual_memory_bytes", "Virtual memory size in bytes.",
+          (double)pages * (double)psz);
+    gauge(p, "process_start_time_seconds", "Start time of the process since unix epoch.",
+          (double)app->started_unix);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        counter(p, "process_cpu_seconds_total", "Total user and system CPU time in seconds.",
+                (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+                    ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6);
+}
+
+static void app_metrics(void *arg, struct nb_prom *p)
+{
+    struct app *app = arg;
+    process_metrics(app, p);
+    if (app->http) {
+        struct http_proxy_stats hs;
+        http_proxy_stats(app->http, &hs);
+        counter(p, "proxy_http_request_counter_total", "HTTP requests handled.",
+                (double)hs.requests);
+        gauge(p, "proxy_http_active_requests", "HTTP requests in progress.", (double)hs.active);
+        nb_prom_family(p, "proxy_http_request_duration_ms", "histogram",
+                       "Time to handle an HTTP request (auth, upstream, body), milliseconds.");
+        nb_prom_histogram(p, "proxy_http_request_duration_ms", NULL, &hs.request_ms);
+        nb_prom_family(p, "proxy_backend_duration_ms", "histogram",
+                       "Time of each upstream exchange, milliseconds.");
+        nb_prom_histogram(p, "proxy_backend_duration_ms", NULL, &hs.backend_ms);
+        const struct http_routes *rt = http_proxy_routes(app->http);
+        gauge(p, "proxy_domains_count", "HTTP domains routed.", (double)http_routes_count(rt));
+        counter(p, "nbproxy_http_not_found_total", "Requests answered 404 Service Not Found.",
+                (double)hs.not_found);
+        counter(p, "nbproxy_http_upstream_errors_total",
+                "Requests answered with an upstream error page (502/503/504).",
+                (double)hs.upstream_errors);
+        counter(p, "nbproxy_http_aborted_total",
+                "Responses cut short (upstream failed mid-body, or the client went away).",
+                (double)hs.aborted);
+        gauge(p, "nbproxy_http_upgraded_connections", "Upgraded (WebSocket) connections open.",
+              (double)hs.upgrades_active);
+    }
+    struct http_server *srvs[2] = {app->public_srv, app->overlay_srv};
+    const char *names[2] = {"public", "tunnel"};
+    nb_prom_family(p, "nbproxy_http_connections", "gauge", "Client connections open.");
+    for (int i = 0; i < 2; i++)
+        if (srvs[i]) {
+            const char *l[] = {"listener", names[i], NULL};
+            nb_prom_sample(p, "nbproxy_http_connections", l, (double)http_server_conns(srvs[i]));
+        }
+    nb_prom_family(p, "nbproxy_http_bad_requests_total", "counter",
+                   "Requests rejected by the parser (400) or over a limit (431).");
+    for (int i = 0; i < 2; i++)
+        if (srvs[i]) {
+            struct http_server_stats ss;
+            http_server_stats(srvs[i], &ss);
+            const char *l[] = {"listener", names[i], NULL};
+            nb_prom_sample(p, "nbproxy_http_bad_requests_total", l,
+                           (double)(ss.bad_requests + ss.too_large));
+        }
+    if (app->client) {
+        struct http_client_stats cs;
+        http_client_stats(app->client, &cs);
+        gauge(p, "nbproxy_upstream_connections", "Upstream connections open (idle included).",
+              (double)cs.conns_open);
+        gauge(p, "nbproxy_upstream_idle_connections", "Idle pooled upstream connections.",
+              (double)cs.conns_idle);
+        counter(p, "nbproxy_upstream_connections_opened_total", "Upstream connections dialled.",
+                (double)cs.conns_opened);
+        counter(p, "nbproxy_upstream_connections_reused_total",
+                "Exchanges sent on a pooled connection.", (double)cs.conns_reused);
+    }
+    if (app->proxy) {
+        struct nb_proxy_stats ps;
+        nb_proxy_stats(app->proxy, &ps);
+        gauge(p, "proxy_tcp_active_connections", "Relayed tcp connections open.",
+              (double)ps.relays_active);
+        nb_prom_family(p, "proxy_tcp_connections_total", "counter", "Relayed tcp connections.");
+        const char *ok[] = {"result", "success", NULL}, *de[] = {"result", "dial_error", NULL},
+                   *rj[] = {"result", "rejected", NULL};
+        nb_prom_sample(p, "proxy_tcp_connections_total", ok,
+                       (double)(ps.relays_total - ps.dial_failures));
+        nb_prom_sample(p, "proxy_tcp_connections_total", de, (double)ps.dial_failures);
+        nb_prom_sample(p, "proxy_tcp_connections_total", rj, (double)ps.relays_rejected);
+    }
+    if (app->access_log) {
+        struct nb_access_log_stats as;
+        nb_access_log_stats(app->access_log, &as);
+        counter(p, "nbproxy_access_log_entries_total", "Access-log records that passed the rules.",
+                (double)as.logged);
+        counter(p, "nbproxy_access_log_dropped_total",
+                "Access-log lines lost because the output could not keep up.", (double)as.dropped);
     }
 }
 
@@ -315,6 +441,8 @@ static void stop(struct app *app)
     free(app->overlay_ctx);
     for (int i = 0; i < 3; i++)
         nb_loop_run_once(app->loop, 0);
+    nb_health_free(app->health);
+    app->health = NULL;
     nb_dns_free(app->dns);
     nb_access_log_free(app->access_log);
     http_fwd_cfg_deinit(&app->fwd);
@@ -433,6 +561,7 @@ int main(int argc, char **argv)
 
     struct app app = {0};
     int rc = 1;
+    app.started_unix = (uint64_t)time(NULL);
     nb_timer_init(&app.drain_timer, drain_check, &app);
     nb_timer_init(&app.deadline_timer, drain_deadline, &app);
     if (cfg.preshared_key && cfg.preshared_key[0]) {
@@ -482,6 +611,21 @@ int main(int argc, char **argv)
         (cfg.private_mode && http_listen_private(&app, &sa) != NB_OK)) {
         nb_error("main", "start-up failed; nothing is served");
         goto out_proxy;
+    }
+    /* Health and metrics: netbird-proxy always serves them (bind failure is fatal); standalone,
+     * only when asked for, so several standalone instances can share a host. */
+    if (cfg.health_addr && cfg.health_addr[0] && (nb_config_explicit(&cfg, "health-addr"))) {
+        struct nb_health_opts ho = {.addr = cfg.health_addr,
+                                    .standalone = true,
+                                    .metrics = app_metrics,
+                                    .metrics_arg = &app};
+        int hrc = nb_health_start(app.loop, &ho, &app.health);
+        if (hrc != NB_OK) {
+            nb_error("main", "--health-addr %s: %s", cfg.health_addr,
+                     hrc == NB_E_INVAL ? "not an address" : strerror(errno));
+            goto out_proxy;
+        }
+        nb_info("main", "health and metrics on %s", cfg.health_addr);
     }
     if (http_addr == NULL && !cfg.private_mode &&
         http_routes_count(http_proxy_routes(app.http)) > 0)

@@ -88,6 +88,7 @@ struct pxreq {
     bool done;
     bool resp_started;
     bool response_seen;
+    uint64_t x_start_ms; /* when the exchange started (backend duration) */
 };
 
 /* ---- small helpers ---- */
@@ -132,13 +133,15 @@ static bool ip_bytes(const char *s, uint8_t out[16])
 
 /* ---- ending a request ---- */
 
-/* One access-log record. bytes_down < 0: the body bytes the server wrote. */
+/* One access-log record and the request-duration sample. bytes_down < 0: the body bytes the
+ * server wrote. */
 static void write_log(struct pxreq *px, int status, int64_t bytes_down)
 {
     struct http_proxy *p = px->p;
+    struct http_req *r = px->req;
+    nb_hist_observe(&p->st.request_ms, (double)(nb_loop_now_ms(p->loop) - r->start_ms));
     if (p->opts.access_log == NULL)
         return;
-    struct http_req *r = px->req;
     const struct http_target *t = px->match ? &px->match->target : NULL;
     char *method = nb_arena_strndup(&r->arena, r->method, r->method_len);
     char *path = px->dpath ? nb_arena_strndup(&r->arena, px->dpath, px->dpath_len) : NULL;
@@ -509,10 +512,16 @@ static void ux_body(void *arg, struct http_exchange *x, const uint8_t *d, size_t
         http_exchange_pause(x, true);
 }
 
+static void backend_done(struct pxreq *px)
+{
+    nb_hist_observe(&px->p->st.backend_ms, (double)(nb_loop_now_ms(px->p->loop) - px->x_start_ms));
+}
+
 static void ux_end(void *arg, struct http_exchange *x)
 {
     struct pxreq *px = arg;
     px->x = NULL;
+    backend_done(px);
     if (!px->done)
         px_finish(px);
 }
@@ -522,6 +531,7 @@ static void ux_error(void *arg, struct http_exchange *x, enum http_xerr kind, co
 {
     struct pxreq *px = arg;
     px->x = NULL;
+    backend_done(px);
     if (px->done)
         return;
     if (px->resp_started) {
@@ -590,6 +600,7 @@ static void px_send(struct pxreq *px)
                                       : (int64_t)r->content_length,
     };
     http_req_set_cbs(r, &rq_cbs, px);
+    px->x_start_ms = nb_loop_now_ms(px->p->loop);
     int rc = http_exchange_start(px->p->opts.client, &px->up, &rq, &ux_cbs, px, &px->x);
     if (rc != NB_OK) {
         px->x = NULL;
@@ -763,6 +774,8 @@ struct http_proxy *http_proxy_new(struct nb_loop *loop, const struct http_proxy_
     p->opts = *opts;
     if (p->opts.upgrade_idle_timeout_ms == 0)
         p->opts.upgrade_idle_timeout_ms = DEFAULT_UPGRADE_IDLE_MS;
+    nb_hist_init(&p->st.request_ms, nb_hist_bounds_http_ms, 14);
+    nb_hist_init(&p->st.backend_ms, nb_hist_bounds_http_ms, 14);
     http_routes_init(&p->routes);
     return p;
 }

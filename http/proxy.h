@@ -21,6 +21,7 @@
 
 #include "http/route.h"
 #include "http/server.h"
+#include "platform/metrics.h"
 #include "platform/stream.h"
 
 #include <stdbool.h>
@@ -81,6 +82,8 @@ struct http_proxy_stats {
     uint64_t aborted;         /* responses cut short (upstream failed mid-body, client gone) */
     uint64_t upgrades;        /* upgraded connections relayed, in total */
     uint64_t upgrades_active;
+    struct nb_histogram request_ms; /* whole request, as the access log's duration */
+    struct nb_histogram backend_ms; /* each upstream exchange, start to end or failure */
 };
 void http_proxy_stats(const struct http_proxy *p, struct http_proxy_stats *st);
 

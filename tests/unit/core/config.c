@@ -77,6 +77,43 @@ static void test_precedence_flag_env_default(void **state)
     unsetenv("NB_PROXY_WG_PORT");
 }
 
+static void test_explicit_and_env_only_knobs(void **state)
+{
+    struct nb_config c;
+    char err[256];
+    char *argv0[] = {"nbproxy", NULL};
+    unsetenv("NB_PROXY_HEALTH_ADDRESS");
+    setenv("NB_PROXY_MAX_IDLE_CONNS", "7", 1);
+    setenv("NB_PROXY_MAX_INFLIGHT", "-3", 1); /* negative: ignored, default kept */
+    setenv("NB_PROXY_IDLE_CONN_TIMEOUT", "1m30s", 1);
+    setenv("NB_PROXY_RESPONSE_HEADER_TIMEOUT", "x", 1); /* unparsable: default kept */
+    assert_int_equal(nb_config_load(&c, 1, argv0, err, sizeof err), NB_OK);
+    assert_false(nb_config_explicit(&c, "health-addr"));
+    assert_string_equal(c.health_addr, "localhost:8080");
+    assert_int_equal(c.max_idle_conns, 7);
+    assert_int_equal(c.max_idle_conns_per_host, 100);
+    assert_int_equal(c.max_inflight, 0);
+    assert_int_equal(c.idle_conn_timeout_ms, 90000);
+    assert_int_equal(c.response_header_timeout_ms, 0);
+    nb_config_free(&c);
+    setenv("NB_PROXY_HEALTH_ADDRESS", "127.0.0.1:9", 1);
+    assert_int_equal(nb_config_load(&c, 1, argv0, err, sizeof err), NB_OK);
+    assert_true(nb_config_explicit(&c, "health-addr"));
+    nb_config_free(&c);
+    unsetenv("NB_PROXY_HEALTH_ADDRESS");
+    char *argv1[] = {"nbproxy", "--health-addr=:9090", "--http-addr", ":8080", NULL};
+    assert_int_equal(nb_config_load(&c, 4, argv1, err, sizeof err), NB_OK);
+    assert_true(nb_config_explicit(&c, "health-addr"));
+    assert_true(nb_config_explicit(&c, "http-addr"));
+    assert_false(nb_config_explicit(&c, "access-log"));
+    assert_string_equal(c.http_addr, ":8080");
+    nb_config_free(&c);
+    unsetenv("NB_PROXY_MAX_IDLE_CONNS");
+    unsetenv("NB_PROXY_MAX_INFLIGHT");
+    unsetenv("NB_PROXY_IDLE_CONN_TIMEOUT");
+    unsetenv("NB_PROXY_RESPONSE_HEADER_TIMEOUT");
+}
+
 static void test_bad_flags_are_errors(void **state)
 {
     struct nb_config c;
@@ -106,6 +143,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_duration_table),
         cmocka_unit_test(test_precedence_flag_env_default),
+        cmocka_unit_test(test_explicit_and_env_only_knobs),
         cmocka_unit_test(test_bad_flags_are_errors),
     };
     return cmocka_run_group_tests_name("core/config", tests, NULL, NULL);
