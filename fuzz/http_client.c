@@ -137,7 +137,7 @@ static void o_ready(void *arg, struct http_exchange *x)
         abort();
     if (o->ctl & 1) {
         (void)http_exchange_write(x, "body", 4);
-        (void)http_exchange_write_end(x);
+        (void)http_exchange_write_end(x, NULL);
     }
 }
 
@@ -178,8 +178,11 @@ static void o_body(void *arg, struct http_exchange *x, const uint8_t *d, size_t 
         http_exchange_pause(x, true);
 }
 
-static void o_end(void *arg, struct http_exchange *x)
+static void o_end(void *arg, struct http_exchange *x, const struct http_hdrs *tr)
 {
+    for (uint32_t i = 0; tr && i < tr->n; i++)
+        if (tr->v[i].name_len == 0)
+            abort(); /* trailer fields always have a name */
     o_done(arg);
 }
 

@@ -117,6 +117,9 @@ struct http_exchange {
     uint64_t rleft;
     struct h1_chunked chk;
     struct nb_arena arena; /* response header lists */
+    char *trailers;        /* raw trailer field lines of a chunked response (heap) */
+    size_t trailers_len;
+    size_t trailers_cap;
     struct nb_timer timer; /* dial timeout, then response header timeout */
     struct nb_defer defer; /* runs x_deferred: a pending failure, on_ready, or resumed delivery */
     bool want_fail;
@@ -346,6 +349,7 @@ static void x_free_deferred(struct nb_defer *d)
 {
     struct http_exchange *x = d->arg;
     nb_arena_deinit(&x->arena);
+    free(x->trailers);
     free(x->head);
     free(x);
 }
@@ -423,6 +427,24 @@ static void x_fail_later(struct http_exchange *x, enum http_xerr kind, const cha
     x_poke(x);
 }
 
+/* Collects the response's trailer lines (h1_chunked on_trailer; bounded by H1_MAX_TRAILER). */
+static void x_trailer(void *arg, const char *d, size_t n)
+{
+    struct http_exchange *x = arg;
+    if (x->trailers_len + n > x->trailers_cap) {
+        size_t cap = x->trailers_cap ? x->trailers_cap * 2 : 256;
+        while (cap < x->trailers_len + n)
+            cap *= 2;
+        char *nb = realloc(x->trailers, cap);
+        if (nb == NULL)
+            return; /* trailers are lost, the body is not */
+        x->trailers = nb;
+        x->trailers_cap = cap;
+    }
+    memcpy(x->trailers + x->trailers_len, d, n);
+    x->trailers_len += n;
+}
+
 static void x_complete(struct http_exchange *x)
 {
     struct up_conn *c = x->conn;
@@ -433,9 +455,13 @@ static void x_complete(struct http_exchange *x)
         conn_release(c, reusable);
     const struct http_exchange_cbs *cbs = x->cbs;
     void *arg = x->arg;
-    x_kill(x);
+    struct http_hdrs tr;
+    http_hdrs_init(&tr, &x->arena);
+    bool have_tr =
+        x->trailers_len && http_hdrs_parse_lines(&tr, x->trailers, x->trailers_len) == NB_OK;
+    x_kill(x); /* x's memory stays until the deferred free: tr is valid during on_end */
     if (cbs->on_end)
-        cbs->on_end(arg, x);
+        cbs->on_end(arg, x, have_tr && tr.n ? &tr : NULL);
 }
 
 /* ---- exchanges: sending ---- */
@@ -626,6 +652,10 @@ static bool x_parse_heads(struct http_exchange *x)
         x->state = XS_BODY;
         x->rframe = res.body;
         x->rleft = res.body == H1_BODY_LENGTH ? res.content_length : 0;
+        if (res.body == H1_BODY_CHUNKED) {
+            x->chk.on_trailer = x_trailer;
+            x->chk.trailer_arg = x;
+        }
         size_t cl;
         const char *cv = http_hdrs_join(&h, "connection", &cl);
         x->resp_close = (cv && http_list_has(cv, cl, "close")) ||
@@ -649,7 +679,8 @@ static bool x_parse_heads(struct http_exchange *x)
         x->cbs->on_response(x->arg, x, &ri);
         if (x->dead)
             return false;
-        if (res.body == H1_BODY_NONE || res.body == H1_BODY_TUNNEL) {
+        if (res.body == H1_BODY_NONE || res.body == H1_BODY_TUNNEL ||
+            (res.body == H1_BODY_LENGTH && res.content_length == 0)) {
             if (res.body == H1_BODY_TUNNEL)
                 x->resp_close = true;
             x_complete(x);
@@ -988,7 +1019,7 @@ int http_exchange_write(struct http_exchange *x, const void *data, size_t len)
     return NB_OK;
 }
 
-int http_exchange_write_end(struct http_exchange *x)
+int http_exchange_write_end(struct http_exchange *x, const struct http_hdrs *trailers)
 {
     if (x->dead || x->conn == NULL || x->body_ended)
         return NB_E_INVAL;
@@ -996,7 +1027,14 @@ int http_exchange_write_end(struct http_exchange *x)
         return NB_E_INVAL;
     x->body_ended = true;
     if (x->body_len < 0 && x->conn->stream) {
-        int rc = nb_stream_write(x->conn->stream, "0\r\n\r\n", 5);
+        size_t tl = trailers ? http_hdrs_wire_len(trailers) : 0;
+        char small[64], *buf = small;
+        if (tl + 5 > sizeof small && (buf = nb_arena_alloc(&x->arena, tl + 5)) == NULL)
+            return NB_E_NOMEM;
+        memcpy(buf, "0\r\n", 3);
+        size_t w = 3 + (tl ? http_hdrs_write(trailers, buf + 3) : 0);
+        memcpy(buf + w, "\r\n", 2);
+        int rc = nb_stream_write(x->conn->stream, buf, w + 2);
         if (rc != NB_OK)
             return rc;
     }

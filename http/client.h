@@ -101,8 +101,9 @@ struct http_exchange_cbs {
     void (*on_response)(void *arg, struct http_exchange *x, const struct http_resp_info *ri);
     /* Response body bytes (de-chunked), valid during the call. */
     void (*on_body)(void *arg, struct http_exchange *x, const uint8_t *data, size_t len);
-    /* The response is complete; x is gone. */
-    void (*on_end)(void *arg, struct http_exchange *x);
+    /* The response is complete; x is gone. `trailers`: the chunked body's trailer fields, or
+     * NULL; valid during the call. */
+    void (*on_end)(void *arg, struct http_exchange *x, const struct http_hdrs *trailers);
     /* The exchange failed; x is gone. `got_response`: on_response had run. */
     void (*on_error)(void *arg, struct http_exchange *x, enum http_xerr kind, const char *reason,
                      bool got_response);
@@ -119,8 +120,9 @@ int http_exchange_start(struct http_client *cl, const struct http_upstream *up,
                         void *arg, struct http_exchange **out);
 /* Request body bytes (copied; chunk-framed when body_len was -1). Only after on_ready. */
 int http_exchange_write(struct http_exchange *x, const void *data, size_t len);
-/* The request body is complete (writes the last chunk for chunked bodies). */
-int http_exchange_write_end(struct http_exchange *x);
+/* The request body is complete (writes the last chunk for chunked bodies, with `trailers` if
+ * not NULL; they are dropped for Content-Length bodies, which cannot carry any). */
+int http_exchange_write_end(struct http_exchange *x, const struct http_hdrs *trailers);
 bool http_exchange_write_full(const struct http_exchange *x);
 /* Stops / resumes response body delivery (the backend's window closes while paused). */
 void http_exchange_pause(struct http_exchange *x, bool paused);

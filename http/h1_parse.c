@@ -14,6 +14,7 @@
 #include "http/h1_parse.h"
 
 #include <limits.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "platform/err.h"
@@ -554,9 +555,17 @@ static int chunked_step(struct h1_chunked *st, unsigned char c)
     }
 }
 
+/* True in the states that consume the bytes of a trailer field line. */
+static bool in_trailer_line(unsigned char state, unsigned char c)
+{
+    return (state == CS_TR_START && c != '\r') || state == CS_TR_NAME || state == CS_TR_VALUE ||
+           state == CS_TR_LF;
+}
+
 ssize_t h1_chunked_decode(struct h1_chunked *st, char *buf, size_t *len)
 {
     size_t src = 0, dst = 0, n = *len, left;
+    size_t tr_start = SIZE_MAX; /* first trailer byte of the current run in buf */
     int rc;
 
     if (st->_state == CS_DONE)
@@ -577,10 +586,22 @@ ssize_t h1_chunked_decode(struct h1_chunked *st, char *buf, size_t *len)
                 st->_state = CS_DATA_CR;
             continue;
         }
-        rc = chunked_step(st, (unsigned char)buf[src++]);
+        unsigned char before = st->_state, c = (unsigned char)buf[src];
+        rc = chunked_step(st, c);
+        src++;
         if (rc != NB_OK) {
             *len = dst;
             return rc;
+        }
+        if (st->on_trailer) {
+            /* Trailer bytes are handed over in runs, before the data may move over them. */
+            if (in_trailer_line(before, c)) {
+                if (tr_start == SIZE_MAX)
+                    tr_start = src - 1;
+            } else if (tr_start != SIZE_MAX) {
+                st->on_trailer(st->trailer_arg, buf + tr_start, src - 1 - tr_start);
+                tr_start = SIZE_MAX;
+            }
         }
         if (st->_state == CS_DONE) {
             left = n - src;
@@ -590,6 +611,8 @@ ssize_t h1_chunked_decode(struct h1_chunked *st, char *buf, size_t *len)
             return (ssize_t)left;
         }
     }
+    if (tr_start != SIZE_MAX)
+        st->on_trailer(st->trailer_arg, buf + tr_start, n - tr_start);
     *len = dst;
     return NB_E_AGAIN;
 }

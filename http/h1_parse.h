@@ -123,6 +123,14 @@ int h1_parse_response(const char *buf, size_t len, const char *req_method, size_
 
 /* Chunked decoder state: caller-owned, zero-initialised for each message body. */
 struct h1_chunked {
+    /*
+     * Optional (NULL = trailers are validated and dropped): receives the trailer section's
+     * field lines as they are decoded, "Name: value\r\n" each, validated, possibly split over
+     * several calls (never the final CRLF). At most H1_MAX_TRAILER bytes in all. `data` is
+     * valid during the call only.
+     */
+    void (*on_trailer)(void *arg, const char *data, size_t len);
+    void *trailer_arg;
     uint64_t _left;      /* data bytes still to come in the current chunk */
     size_t _trailer_len; /* trailer section bytes so far */
     unsigned _count;     /* hex digits, extension bytes, or trailer fields (per state) */
@@ -139,7 +147,8 @@ struct h1_chunked {
  *   NB_E_PARSE     malformed (bad hex, size >= 2^63, missing CRLF, bad extension or trailer);
  *   NB_E_TOO_BIG   trailer section larger than H1_MAX_TRAILER or H1_MAX_TRAILER_FIELDS fields;
  *   NB_E_INVAL     called again after the body was complete.
- * Trailer fields are validated with the head rules and discarded. Chunk extensions are skipped.
+ * Trailer fields are validated with the head rules and handed to st->on_trailer if set (else
+ * discarded). Chunk extensions are skipped.
  */
 ssize_t h1_chunked_decode(struct h1_chunked *st, char *buf, size_t *len);
 

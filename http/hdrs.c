@@ -203,3 +203,27 @@ size_t http_hdrs_write(const struct http_hdrs *h, char *dst)
     }
     return (size_t)(p - dst);
 }
+
+int http_hdrs_parse_lines(struct http_hdrs *h, const char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t e = i;
+        while (e + 1 < len && !(buf[e] == '\r' && buf[e + 1] == '\n'))
+            e++;
+        if (e + 1 >= len)
+            return NB_E_PARSE;
+        const char *colon = memchr(buf + i, ':', e - i);
+        if (colon == NULL || colon == buf + i)
+            return NB_E_PARSE;
+        const char *v = colon + 1, *ve = buf + e;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        if (http_hdrs_add(h, buf + i, (size_t)(colon - (buf + i)), v, (size_t)(ve - v)) != NB_OK)
+            return NB_E_NOMEM;
+        i = e + 2;
+    }
+    return NB_OK;
+}

@@ -65,6 +65,14 @@ bool http_ieq(const char *s, size_t n, const char *lit);
 bool http_list_has(const char *value, size_t len, const char *token);
 
 /*
+ * Appends the fields of "Name: value\r\n" lines (a trailer section as h1_chunked hands it over,
+ * already validated) to h; slices point into buf, which must outlive h. Values are OWS-trimmed.
+ * NB_OK, NB_E_PARSE (a line without CRLF or colon), NB_E_NOMEM.
+ */
+int http_hdrs_parse_lines(struct http_hdrs *h, const char *buf, size_t len)
+    __attribute__((warn_unused_result));
+
+/*
  * Serialised size of "Name: value\r\n" for every field (no final CRLF), and the writer that puts
  * them at dst (which must have that many bytes); returns the bytes written.
  */

@@ -184,12 +184,12 @@ static void px_release(struct pxreq *px)
     px->p->st.active--;
 }
 
-static void px_finish(struct pxreq *px)
+static void px_finish(struct pxreq *px, const struct http_hdrs *trailers)
 {
     struct http_req *r = px->req;
     write_log(px, r->status ? r->status : 200, -1);
     px_release(px);
-    http_resp_end(r);
+    http_resp_end_trailers(r, trailers);
 }
 
 static void px_abort(struct pxreq *px)
@@ -271,7 +271,7 @@ static void rq_body_end(void *arg, struct http_req *r)
 {
     struct pxreq *px = arg;
     if (!px->done && px->x)
-        (void)http_exchange_write_end(px->x);
+        (void)http_exchange_write_end(px->x, r->trailers.n ? &r->trailers : NULL);
 }
 
 static void rq_drain(void *arg, struct http_req *r)
@@ -431,7 +431,11 @@ static void ux_ready(void *arg, struct http_exchange *x)
         http_req_read_body(px->req); /* sends "100 Continue" when the client waits for it */
 }
 
-/* The backend's fields, minus hop-by-hop and framing (the server writes its own). */
+/*
+ * The backend's fields, minus hop-by-hop and framing (the server writes its own). Trailer is
+ * hop-by-hop, but the trailers themselves are relayed, so the announcement is made again (as
+ * Go's proxy does).
+ */
 static int copy_resp_hdrs(struct pxreq *px, const struct http_hdrs *in, struct http_hdrs *out)
 {
     http_hdrs_init(out, &px->req->arena);
@@ -439,8 +443,12 @@ static int copy_resp_hdrs(struct pxreq *px, const struct http_hdrs *in, struct h
         if (http_hdrs_add(out, in->v[i].name, in->v[i].name_len, in->v[i].value,
                           in->v[i].value_len) != NB_OK)
             return NB_E_NOMEM;
+    size_t tl;
+    const char *announced = http_hdrs_join(in, "trailer", &tl);
     http_strip_hop_by_hop(out);
     http_hdrs_del(out, "content-length");
+    if (announced && tl && http_hdrs_add(out, "Trailer", 7, announced, tl) != NB_OK)
+        return NB_E_NOMEM;
     return NB_OK;
 }
 
@@ -517,13 +525,13 @@ static void backend_done(struct pxreq *px)
     nb_hist_observe(&px->p->st.backend_ms, (double)(nb_loop_now_ms(px->p->loop) - px->x_start_ms));
 }
 
-static void ux_end(void *arg, struct http_exchange *x)
+static void ux_end(void *arg, struct http_exchange *x, const struct http_hdrs *trailers)
 {
     struct pxreq *px = arg;
     px->x = NULL;
     backend_done(px);
     if (!px->done)
-        px_finish(px);
+        px_finish(px, trailers);
 }
 
 static void ux_error(void *arg, struct http_exchange *x, enum http_xerr kind, const char *reason,
@@ -589,6 +597,13 @@ static void px_send(struct pxreq *px)
             px_upstream_failed(px, HTTP_UPSTREAM_DIAL, "out of memory");
             return;
         }
+    /* A chunked request may announce trailers; they are relayed, so announce them again. */
+    size_t tl;
+    const char *announced = r->body_chunked ? http_hdrs_join(&r->hdrs, "trailer", &tl) : NULL;
+    if (announced && tl && http_hdrs_add(&h, "Trailer", 7, announced, tl) != NB_OK) {
+        px_upstream_failed(px, HTTP_UPSTREAM_DIAL, "out of memory");
+        return;
+    }
     struct http_out_req rq = {
         .method = r->method,
         .method_len = r->method_len,

@@ -32,6 +32,10 @@
 #define DEFAULT_HEADER_TIMEOUT_MS 10000u
 #define DEFAULT_IDLE_TIMEOUT_MS   120000u
 #define SCRATCH                   65536u /* chunked bodies are decoded in a copy of this size */
+/* While a handler works on a request whose body was read, the connection keeps reading up to
+ * this much (a pipelined request), so a client that goes away is noticed (Go cancels the
+ * request then) instead of the upstream working for nobody. */
+#define PEEK_WHILE_ACTIVE 16384u
 
 enum conn_state {
     CS_HEAD,     /* reading a request head, or idle before one */
@@ -81,7 +85,10 @@ struct http_conn {
     bool idle;             /* waiting for the first byte of a kept-alive request */
     uint64_t body_left;    /* Content-Length bytes still to come */
     struct h1_chunked chk; /* chunked decoder state */
-    int64_t resp_len;      /* declared response length, -1 if none */
+    char *tbuf;            /* the request body's trailer lines (heap, while a request runs) */
+    size_t tlen;
+    size_t tcap;
+    int64_t resp_len; /* declared response length, -1 if none */
     struct nb_timer timer;
     struct nb_defer kick;
     struct nb_defer free_d;
@@ -168,6 +175,7 @@ static void conn_free_deferred(struct nb_defer *d)
     req_free(c->req);
     free(c->hbuf);
     free(c->pbuf);
+    free(c->tbuf);
     free(c);
 }
 
@@ -275,6 +283,24 @@ static void split_query(struct http_req *r)
     }
 }
 
+/* h1_chunked's on_trailer: the request body's trailer lines (bounded by H1_MAX_TRAILER). */
+static void collect_trailer(void *arg, const char *d, size_t n)
+{
+    struct http_conn *c = arg;
+    if (c->tlen + n > c->tcap) {
+        size_t cap = c->tcap ? c->tcap * 2 : 256;
+        while (cap < c->tlen + n)
+            cap *= 2;
+        char *nb = realloc(c->tbuf, cap);
+        if (nb == NULL)
+            return; /* the trailers are lost, the body is not */
+        c->tbuf = nb;
+        c->tcap = cap;
+    }
+    memcpy(c->tbuf + c->tlen, d, n);
+    c->tlen += n;
+}
+
 /* Parses hbuf. Returns true when a request went to the handler or the connection ended. */
 static bool try_head(struct http_conn *c)
 {
@@ -332,6 +358,7 @@ static bool try_head(struct http_conn *c)
     }
     split_query(r);
     http_hdrs_init(&r->hdrs, &r->arena);
+    http_hdrs_init(&r->trailers, &r->arena);
     if (http_hdrs_from_h1(&r->hdrs, fields, pr.num_headers) != NB_OK) {
         conn_kill(c, true);
         return true;
@@ -357,6 +384,11 @@ static bool try_head(struct http_conn *c)
     r->start_ms = nb_loop_now_ms(srv->loop);
 
     memset(&c->chk, 0, sizeof c->chk);
+    if (r->body_chunked) {
+        c->chk.on_trailer = collect_trailer;
+        c->chk.trailer_arg = c;
+    }
+    c->tlen = 0;
     c->body_left = r->content_length;
     c->body_done = !r->has_body;
     c->body_reading = c->body_end_sent = c->user_paused = false;
@@ -452,6 +484,9 @@ static void request_finish(struct http_conn *c)
     free(c->hbuf);
     c->hbuf = NULL;
     c->hcap = c->hlen = 0;
+    free(c->tbuf);
+    c->tbuf = NULL;
+    c->tlen = c->tcap = 0;
     if (!c->keep_alive || c->close_after || srv->draining || c->eof) {
         conn_kill(c, false);
         return;
@@ -504,6 +539,8 @@ static void conn_process(struct http_conn *c)
             if (c->state == CS_ACTIVE && c->body_done && c->body_reading && !c->body_end_sent) {
                 struct http_req *r = c->req;
                 c->body_end_sent = true;
+                if (c->tlen && http_hdrs_parse_lines(&r->trailers, c->tbuf, c->tlen) != NB_OK)
+                    r->trailers.n = 0;
                 if (r->_cbs && r->_cbs->on_body_end)
                     r->_cbs->on_body_end(r->_cbs_arg, r);
                 continue; /* the handler may have ended the response */
@@ -519,8 +556,16 @@ static void conn_process(struct http_conn *c)
                     return;
                 }
             }
-            /* Read more only when it can be consumed right away. */
-            set_paused(c, !(body_flowing(c) && pend_len(c) == 0));
+            if (c->state == CS_ACTIVE && c->eof && c->body_done) {
+                /* The client left (or half-closed) while its request is handled. */
+                conn_fail(c, "client closed the connection");
+                return;
+            }
+            /* Read when it can be consumed right away, or (body done, handler busy) to notice
+             * the client leaving, with a small bound on pipelined bytes. */
+            set_paused(
+                c, !((body_flowing(c) && pend_len(c) == 0) ||
+                     (c->state == CS_ACTIVE && c->body_done && pend_len(c) < PEEK_WHILE_ACTIVE)));
             if (c->eof && !c->body_done && body_flowing(c)) {
                 conn_fail(c, "client closed the connection during the request body");
                 return;
@@ -1008,6 +1053,11 @@ bool http_resp_write_full(const struct http_req *req)
 
 void http_resp_end(struct http_req *req)
 {
+    http_resp_end_trailers(req, NULL);
+}
+
+void http_resp_end_trailers(struct http_req *req, const struct http_hdrs *trailers)
+{
     struct http_conn *c = req->_conn;
     if (!owned(req))
         return;
@@ -1019,8 +1069,18 @@ void http_resp_end(struct http_req *req)
         http_resp_abort(req); /* short body: the client must see a truncated response */
         return;
     }
-    if (c->resp_chunked && c->stream)
-        (void)nb_stream_write(c->stream, "0\r\n\r\n", 5);
+    if (c->resp_chunked && c->stream) {
+        size_t tl = trailers ? http_hdrs_wire_len(trailers) : 0;
+        char *buf = tl ? nb_arena_alloc(&req->arena, tl + 5) : NULL;
+        if (buf) {
+            memcpy(buf, "0\r\n", 3);
+            size_t w = 3 + http_hdrs_write(trailers, buf + 3);
+            memcpy(buf + w, "\r\n", 2);
+            (void)nb_stream_write(c->stream, buf, w + 2);
+        } else {
+            (void)nb_stream_write(c->stream, "0\r\n\r\n", 5);
+        }
+    }
     /* The handler is done: whatever is left of the body is dropped from here on (also when
      * this runs inside on_body, whose caller then keeps feeding with delivery off). */
     c->resp_done = true;

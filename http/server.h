@@ -125,8 +125,9 @@ struct http_req {
     const char *host; /* Host field (or the absolute-form authority), port included */
     size_t host_len;
     int minor_version;
-    struct http_hdrs hdrs; /* the client's fields, slices into the head buffer */
-    bool has_body;         /* Content-Length > 0 or chunked */
+    struct http_hdrs hdrs;     /* the client's fields, slices into the head buffer */
+    struct http_hdrs trailers; /* a chunked body's trailer fields, filled before on_body_end */
+    bool has_body;             /* Content-Length > 0 or chunked */
     bool body_chunked;
     uint64_t content_length; /* when !body_chunked */
     bool expect_continue;    /* "Expect: 100-continue" */
@@ -184,6 +185,9 @@ int http_resp_body(struct http_req *req, const void *data, size_t len);
 bool http_resp_write_full(const struct http_req *req);
 /* Completes the response; the connection goes on to the next request or closes. */
 void http_resp_end(struct http_req *req);
+/* The same, with trailer fields after the last chunk (copied now; dropped when the response is
+ * not chunked, e.g. for HTTP/1.0 clients or a known Content-Length). */
+void http_resp_end_trailers(struct http_req *req, const struct http_hdrs *trailers);
 /* Ends the exchange abortively: the connection is reset (a response cut short by an upstream
  * failure must look truncated to the client, never complete). */
 void http_resp_abort(struct http_req *req);

@@ -46,6 +46,7 @@ enum script {
     S_UPGRADE,     /* 101 + "leftover" */
     S_EARLY,       /* 103 then 200 */
     S_HEAD,        /* 200 with Content-Length: 42 and no body (HEAD) */
+    S_EMPTY,       /* 200 with Content-Length: 0 */
 };
 
 static int lfd = -1;
@@ -151,7 +152,7 @@ static void serve(struct bconn *b, size_t reqlen)
     }
     case S_CHUNKED: {
         static const char r[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+                                "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42 \r\n\r\n";
         bsend(b->fd, r, sizeof r - 1);
         break;
     }
@@ -206,6 +207,11 @@ static void serve(struct bconn *b, size_t reqlen)
     case S_EARLY: {
         static const char r[] = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
                                 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        bsend(b->fd, r, sizeof r - 1);
+        break;
+    }
+    case S_EMPTY: {
+        static const char r[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
         bsend(b->fd, r, sizeof r - 1);
         break;
     }
@@ -281,6 +287,7 @@ struct result {
     char leftover[64];
     struct http_exchange *x;
     struct result *chain; /* start this one from on_end */
+    char trailer[64];     /* first trailer field as name=value */
 };
 
 static struct nb_dialer host_dialer;
@@ -299,7 +306,7 @@ static void x_ready(void *arg, struct http_exchange *x)
     r->ready++;
     if (r->req_body) {
         assert_int_equal(http_exchange_write(x, r->req_body, strlen(r->req_body)), NB_OK);
-        assert_int_equal(http_exchange_write_end(x), NB_OK);
+        assert_int_equal(http_exchange_write_end(x, NULL), NB_OK);
     }
 }
 
@@ -334,10 +341,13 @@ static void x_body(void *arg, struct http_exchange *x, const uint8_t *d, size_t 
         http_exchange_pause(x, true);
 }
 
-static void x_end(void *arg, struct http_exchange *x)
+static void x_end(void *arg, struct http_exchange *x, const struct http_hdrs *tr)
 {
     struct result *r = arg;
     r->ended = true;
+    if (tr && tr->n)
+        snprintf(r->trailer, sizeof r->trailer, "%.*s=%.*s", (int)tr->v[0].name_len, tr->v[0].name,
+                 (int)tr->v[0].value_len, tr->v[0].value);
     if (r->chain) {
         /* The next request goes out on this connection at once, and the backend drops it
          * as if its keep-alive had just expired. */
@@ -466,6 +476,7 @@ static void test_framings(void **state)
     assert_int_equal(r->body_len, 11);
     assert_memory_equal(r->body, "hello world", 11);
     assert_int_equal(r->clen, -1);
+    assert_string_equal(r->trailer, "X-Sum=42");
     memset(r, 0, sizeof *r);
     script = S_CLOSE;
     start(r, "GET", 0);
@@ -483,6 +494,23 @@ static void test_framings(void **state)
     assert_int_equal(r->clen, 42);
     assert_false(r->body_flag);
     assert_int_equal(r->body_len, 0);
+    /* An empty Content-Length body ends with the head, and the connection is reused. */
+    memset(r, 0, sizeof *r);
+    script = S_EMPTY;
+    struct http_client_stats before;
+    http_client_stats(cl, &before);
+    start(r, "GET", 0);
+    pump_until(&r->ended, &r->failed, 500);
+    assert_true(r->ended);
+    assert_int_equal(r->body_len, 0);
+    memset(r, 0, sizeof *r);
+    start(r, "GET", 0);
+    pump_until(&r->ended, &r->failed, 500);
+    assert_true(r->ended);
+    struct http_client_stats after;
+    http_client_stats(cl, &after);
+    assert_int_equal(after.conns_opened - before.conns_opened, 0); /* both on the pooled one */
+    assert_int_equal(after.conns_reused - before.conns_reused, 2);
     memset(r, 0, sizeof *r);
     script = S_EARLY;
     start(r, "GET", 0);

@@ -668,6 +668,51 @@ static void test_chunked_malformed(void **state)
     }
 }
 
+struct tr_acc {
+    char buf[256];
+    size_t len;
+};
+
+static void tr_collect(void *arg, const char *d, size_t n)
+{
+    struct tr_acc *a = arg;
+    assert_true(a->len + n < sizeof a->buf);
+    memcpy(a->buf + a->len, d, n);
+    a->len += n;
+}
+
+/* Trailer fields reach on_trailer exactly, however the input is split. */
+static void test_chunked_trailers(void **state)
+{
+    static const char in[] = "3\r\nabc\r\n0\r\nX-A: 1\r\nX-Bb: two words\r\n\r\nNEXT";
+    static const char want[] = "X-A: 1\r\nX-Bb: two words\r\n";
+    size_t n = sizeof in - 1;
+    for (size_t piece = 1; piece <= n; piece++) {
+        struct h1_chunked st = {0};
+        struct tr_acc acc = {0};
+        st.on_trailer = tr_collect;
+        st.trailer_arg = &acc;
+        char body[16];
+        size_t blen = 0;
+        ssize_t rc = NB_E_AGAIN;
+        for (size_t off = 0; off < n && rc == NB_E_AGAIN; off += piece) {
+            size_t k = n - off < piece ? n - off : piece;
+            char *p = guarded(in + off, k);
+            size_t len = k;
+            rc = h1_chunked_decode(&st, p, &len);
+            memcpy(body + blen, p, len);
+            blen += len;
+            if (rc >= 0)
+                assert_memory_equal(p + len, in + off + k - (size_t)rc, (size_t)rc);
+        }
+        assert_true(rc >= 0);
+        assert_int_equal(blen, 3);
+        assert_memory_equal(body, "abc", 3);
+        assert_int_equal(acc.len, sizeof want - 1);
+        assert_memory_equal(acc.buf, want, acc.len);
+    }
+}
+
 static void test_chunked_limits(void **state)
 {
     static char in[H1_MAX_TRAILER + 64];
@@ -723,7 +768,7 @@ int main(void)
         cmocka_unit_test(test_request_limits),       cmocka_unit_test(test_response_valid),
         cmocka_unit_test(test_response_truncations), cmocka_unit_test(test_response_malformed),
         cmocka_unit_test(test_chunked_valid),        cmocka_unit_test(test_chunked_malformed),
-        cmocka_unit_test(test_chunked_limits),
+        cmocka_unit_test(test_chunked_limits),       cmocka_unit_test(test_chunked_trailers),
     };
 
     return cmocka_run_group_tests(tests, guard_setup, guard_teardown);

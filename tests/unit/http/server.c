@@ -56,8 +56,14 @@ static void h_body(void *arg, struct http_req *req, const uint8_t *d, size_t n)
     }
 }
 
+static char last_trailer[64];
+
 static void h_body_end(void *arg, struct http_req *req)
 {
+    if (req->trailers.n)
+        snprintf(last_trailer, sizeof last_trailer, "%.*s=%.*s", (int)req->trailers.v[0].name_len,
+                 req->trailers.v[0].name, (int)req->trailers.v[0].value_len,
+                 req->trailers.v[0].value);
     assert_int_equal(http_resp_simple(req, 200, "text/plain", NULL, echo.buf, echo.len), NB_OK);
     echo.len = 0;
 }
@@ -114,7 +120,10 @@ static void on_request(void *arg, struct http_req *r)
         assert_int_equal(http_resp_body(r, "one,", 4), NB_OK);
         assert_int_equal(http_resp_body(r, "two,", 4), NB_OK);
         assert_int_equal(http_resp_body(r, "three", 5), NB_OK);
-        http_resp_end(r);
+        struct http_hdrs t;
+        http_hdrs_init(&t, &r->arena);
+        assert_int_equal(http_hdrs_add_copy(&t, "X-Done", "yes"), NB_OK);
+        http_resp_end_trailers(r, &t);
     } else if (path_is(r, "/short")) {
         /* Declares 10 bytes and ends after 3: the client must see a reset, not a response. */
         assert_int_equal(http_resp_head(r, 200, NULL, 10), NB_OK);
@@ -296,14 +305,16 @@ static void test_chunked_request_and_response(void **state)
                  "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
     pump(fd, &rx, "hello world", 1, 2000);
     assert_non_null(strstr(rx.buf, "Content-Length: 11\r\n\r\nhello world"));
+    assert_string_equal(last_trailer, "X-Trailer=t");
     /* A chunked request body ends the connection's keep-alive only if unread; this one was
      * read whole, so the connection stays. */
     assert_false(rx.closed);
     rx.len = 0;
     send_str(fd, "GET /stream HTTP/1.1\r\nHost: a\r\n\r\n");
-    pump(fd, &rx, "0\r\n\r\n", 1, 2000);
+    pump(fd, &rx, "yes\r\n\r\n", 1, 2000);
     assert_non_null(strstr(rx.buf, "Transfer-Encoding: chunked\r\n"));
-    assert_non_null(strstr(rx.buf, "\r\n\r\n4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n"));
+    assert_non_null(
+        strstr(rx.buf, "\r\n\r\n4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\nX-Done: yes\r\n\r\n"));
     close(fd);
 }
 
