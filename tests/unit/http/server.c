@@ -431,6 +431,23 @@ static void test_client_abort_mid_body(void **state)
     assert_null(held);
 }
 
+/* A client that leaves while its (bodiless) request is handled cancels it, as in Go. */
+static void test_client_gone_while_handled(void **state)
+{
+    int fd = client();
+    struct rx rx = {0};
+    send_str(fd, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n");
+    pump(fd, &rx, NULL, 0, 200);
+    assert_non_null(held);
+    assert_int_equal(aborts, 0);
+    close(fd);
+    for (int i = 0; i < 50 && aborts == 0; i++)
+        nb_loop_run_once(loop, 10);
+    assert_int_equal(aborts, 1);
+    assert_string_equal(abort_why, "client closed the connection");
+    assert_null(held);
+}
+
 static void test_header_and_idle_timeouts(void **state)
 {
     int fd = client();
@@ -509,6 +526,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_early_response_discards_small_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_short_response_is_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_abort_mid_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_gone_while_handled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_and_idle_timeouts, setup_short_timeouts,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
