@@ -33,10 +33,10 @@ static const struct opt opts[] = {
      "panic,fatal,error,warn,info,debug,trace"},
     {"debug", "NB_PROXY_DEBUG_LOGS", T_BOOL, O(debug_logs), "false", true,
      "deprecated: same as --log-level debug"},
-    {"mgmt", "NB_PROXY_MANAGEMENT_ADDRESS", T_STR, O(mgmt_addr), "https://api.netbird.io:443",
-     false, "management server URL"},
+    {"mgmt", "NB_PROXY_MANAGEMENT_ADDRESS", T_STR, O(mgmt_addr), "https://api.netbird.io:443", true,
+     "management server URL"},
     {"addr", "NB_PROXY_ADDRESS", T_STR, O(addr), ":443", false, "main TLS listener"},
-    {"domain", "NB_PROXY_DOMAIN", T_STR, O(domain), "", false, "proxy domain (cluster)"},
+    {"domain", "NB_PROXY_DOMAIN", T_STR, O(domain), "", true, "proxy domain (cluster)"},
     {"cert-dir", "NB_PROXY_CERTIFICATE_DIRECTORY", T_STR, O(cert_dir), "./certs", false,
      "certificate directory / ACME cache"},
     {"cert-file", "NB_PROXY_CERTIFICATE_FILE", T_STR, O(cert_file), "tls.crt", false,
@@ -120,7 +120,21 @@ static const struct opt env_opts[] = {
     {NULL, "NB_PROXY_READ_BUFFER_SIZE", T_U32, O(read_buffer_size), "0", true, NULL},
     {NULL, "NB_PROXY_DISABLE_COMPRESSION", T_BOOL, O(disable_compression), "false", true, NULL},
     {NULL, "NB_PROXY_MAX_INFLIGHT", T_U32, O(max_inflight), "0", true, NULL},
+    {NULL, "NB_PROXY_ALLOW_INSECURE", T_BOOL, O(allow_insecure), "false", true, NULL},
+    {NULL, "NB_PROXY_MAPPING_BATCH_WATCHDOG", T_DUR, O(batch_watchdog_ms), "0", true, NULL},
+    {NULL, "NB_PROXY_PREALLOCATED_BUFFERS", T_U32, O(preallocated_buffers), "0", false, NULL},
+    {NULL, "NB_PROXY_MAX_BATCH_SIZE", T_U32, O(max_batch_size), "0", false, NULL},
+    {NULL, "NB_PROXY_TUNNEL_CACHE_TTL", T_DUR, O(tunnel_cache_ttl_ms), "300s", false, NULL},
+    {NULL, "NB_PROXY_CLIENT_LOG_LEVEL", T_STR, O(client_log_level), "warn", false, NULL},
+    {NULL, "NB_PROXY_DISABLE_GEOLOCATION", T_BOOL, O(disable_geolocation), "false", false, NULL},
 };
+
+/* Env knobs whose bad value stops start-up instead of being ignored (spec/proxy.md §1.3). */
+static bool env_strict(const char *name)
+{
+    return strcmp(name, "NB_PROXY_PREALLOCATED_BUFFERS") == 0 ||
+           strcmp(name, "NB_PROXY_MAX_BATCH_SIZE") == 0;
+}
 
 #define NENV (sizeof env_opts / sizeof env_opts[0])
 
@@ -271,7 +285,12 @@ int nb_config_load(struct nb_config *c, int argc, char **argv, char *err, size_t
         const char *v = getenv(o->env);
         if (v == NULL || *v == '\0')
             continue;
-        if (set_value(c, o, v) != NB_OK) {
+        int vr = set_value(c, o, v);
+        if (vr != NB_OK && env_strict(o->env)) {
+            snprintf(err, errlen, "invalid %s \"%s\": not a non-negative integer", o->env, v);
+            return NB_E_INVAL;
+        }
+        if (vr != NB_OK) {
             nb_warn("config", "ignoring %s=%s: not a %s", o->env, v,
                     o->type == T_DUR    ? "duration"
                     : o->type == T_BOOL ? "bool"
@@ -341,6 +360,12 @@ bool nb_config_explicit(const struct nb_config *c, const char *flag)
 
 void nb_config_free(struct nb_config *c)
 {
+    for (size_t i = 0; i < NENV; i++)
+        if (env_opts[i].type == T_STR) {
+            char **p = (char **)((char *)c + env_opts[i].off);
+            free(*p);
+            *p = NULL;
+        }
     for (size_t i = 0; i < NOPTS; i++)
         if (opts[i].type == T_STR) {
             char **p = (char **)((char *)c + opts[i].off);

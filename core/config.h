@@ -65,6 +65,14 @@ struct nb_config {
     uint32_t read_buffer_size;           /* NB_PROXY_READ_BUFFER_SIZE, 0 = default */
     bool disable_compression;            /* NB_PROXY_DISABLE_COMPRESSION */
     uint32_t max_inflight;               /* NB_PROXY_MAX_INFLIGHT, 0 = unlimited */
+    /* Management connection and embedded clients, env only (§1.3). */
+    bool allow_insecure;           /* NB_PROXY_ALLOW_INSECURE: token over plaintext h2c */
+    uint64_t batch_watchdog_ms;    /* NB_PROXY_MAPPING_BATCH_WATCHDOG, 0 = 2m */
+    uint32_t preallocated_buffers; /* NB_PROXY_PREALLOCATED_BUFFERS (embedded clients) */
+    uint32_t max_batch_size;       /* NB_PROXY_MAX_BATCH_SIZE (embedded clients) */
+    uint64_t tunnel_cache_ttl_ms;  /* NB_PROXY_TUNNEL_CACHE_TTL, 300s */
+    char *client_log_level;        /* NB_PROXY_CLIENT_LOG_LEVEL, "warn" */
+    bool disable_geolocation;      /* NB_PROXY_DISABLE_GEOLOCATION */
     /* nbproxy's own */
     char *config_file;     /* --config / NB_PROXY_CONFIG: standalone JSON config */
     char *http_addr;       /* --http-addr / NB_PROXY_HTTP_ADDRESS: plain-HTTP public listener */

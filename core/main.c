@@ -15,6 +15,7 @@
 #include "http/proxy.h"
 #include "http/rewrite.h"
 #include "http/server.h"
+#include "mgmt/sync.h"
 #include "netstack/ns.h"
 #include "platform/addr.h"
 #include "platform/dns.h"
@@ -65,6 +66,7 @@ struct app {
     struct http_server *demo_srv; /* --demo: the backend account's web server */
     struct http_listener_ctx demo_ctx;
     struct nb_health *health; /* --health-addr */
+    struct mgmt *mgmt;        /* management mode */
     uint64_t started_unix;
     struct nb_timer drain_timer;    /* polls for relays to finish after a signal */
     struct nb_timer deadline_timer; /* gives up draining after DRAIN_MS */
@@ -372,6 +374,65 @@ static int http_listen_private(struct app *app, const struct nb_standalone *sa)
     return NB_OK;
 }
 
+/* ---- management mode ---- */
+
+static int hook_apply(void *arg, const struct nb_mapping *m, char *err, size_t errlen)
+{
+    struct app *app = arg;
+    return nb_proxy_apply(app->proxy, m, err, errlen);
+}
+
+static void hook_connected(void *arg, bool up)
+{
+    struct app *app = arg;
+    nb_health_set_connected(app->health, up);
+}
+
+static void hook_initial_sync(void *arg)
+{
+    struct app *app = arg;
+    nb_health_set_initial_sync(app->health);
+}
+
+static int start_mgmt(struct app *app, const struct nb_config *cfg, const char *token)
+{
+    char proxy_id[64], err[256] = "";
+    mgmt_proxy_id(proxy_id);
+    struct mgmt_opts mo = {
+        .url = cfg->mgmt_addr,
+        .token = token,
+        .allow_insecure = cfg->allow_insecure,
+        .proxy_id = proxy_id,
+        .version = NB_VERSION,
+        .started_at_sec = app->started_unix,
+        .address = cfg->domain,
+        .supports_custom_ports = cfg->supports_custom_ports,
+        .require_subdomain = cfg->require_subdomain,
+        .supports_crowdsec = cfg->crowdsec_api_url && cfg->crowdsec_api_url[0] &&
+                             cfg->crowdsec_api_key && cfg->crowdsec_api_key[0],
+        .private_mode = cfg->private_mode,
+        .batch_watchdog_ms = cfg->batch_watchdog_ms,
+        .dns = app->dns,
+    };
+    struct mgmt_hooks hooks = {
+        .arg = app,
+        .apply = hook_apply,
+        .connected = hook_connected,
+        .initial_sync = hook_initial_sync,
+    };
+    int rc = mgmt_new(app->loop, &mo, &hooks, &app->mgmt, err, sizeof err);
+    if (rc != NB_OK) {
+        nb_error("main", "--mgmt: %s", err[0] ? err : nb_strerror(rc));
+        return rc;
+    }
+    if (app->access_log &&
+        nb_access_log_add_sink(app->access_log, mgmt_access_log_sink, app->mgmt) != NB_OK)
+        nb_warn("main", "access logs will not reach management (no sink slot)");
+    nb_info("main", "proxy id %s, cluster %s, management %s", proxy_id, cfg->domain,
+            cfg->mgmt_addr);
+    return NB_OK;
+}
+
 static int start(struct app *app, const struct nb_config *cfg, struct nb_standalone *sa)
 {
     char err[512] = "";
@@ -410,8 +471,13 @@ static void stop(struct app *app)
 {
     nb_timer_cancel(&app->drain_timer);
     nb_timer_cancel(&app->deadline_timer);
-    /* Servers first (their requests end and cancel their exchanges), then the services and
-     * accounts' networks, then the engine. */
+    /* The management connection first (no more mapping changes), then the servers (their
+     * requests end and cancel their exchanges), the services and accounts' networks, the
+     * engine. */
+    if (app->mgmt && app->access_log)
+        (void)nb_access_log_remove_sink(app->access_log, mgmt_access_log_sink, app->mgmt);
+    mgmt_free(app->mgmt);
+    app->mgmt = NULL;
     if (app->public_lst)
         nb_listener_close(app->public_lst);
     app->public_lst = NULL;
@@ -534,6 +600,8 @@ int main(int argc, char **argv)
     }
 
     struct nb_standalone sa;
+    bool mgmt_mode = false;
+    char *token = NULL;
     if (demo) {
         if (nb_demo_config(&sa, 0, 0) != NB_OK) {
             fprintf(stderr, "nbproxy: cannot build the demo configuration\n");
@@ -546,15 +614,30 @@ int main(int argc, char **argv)
             return 1;
         }
     } else {
+        /* Management mode: mappings come from the management server (spec/proxy.md §2). */
+        memset(&sa, 0, sizeof sa);
+        mgmt_mode = true;
         const char *tok = getenv("NB_PROXY_TOKEN");
-        if (tok == NULL || tok[0] == '\0')
+        if (tok == NULL || tok[0] == '\0') {
             fprintf(stderr, "nbproxy: NB_PROXY_TOKEN is required to connect to management "
                             "(or run standalone with --config FILE, or try --demo)\n");
-        else
-            fprintf(stderr, "nbproxy: management mode is not implemented yet; run standalone "
-                            "with --config FILE (or try --demo)\n");
-        nb_config_free(&cfg);
-        return 1;
+            nb_config_free(&cfg);
+            return 1;
+        }
+        if (!mgmt_domain_valid(cfg.domain)) {
+            fprintf(stderr, "nbproxy: invalid domain value \"%s\" (--domain / NB_PROXY_DOMAIN)\n",
+                    cfg.domain ? cfg.domain : "");
+            nb_config_free(&cfg);
+            return 1;
+        }
+        /* Keep one copy of the token (the channel's); blank the environment's, which
+         * /proc/self/environ would otherwise show for the life of the process. */
+        token = strdup(tok);
+        sodium_memzero((char *)tok, strlen(tok));
+        if (token == NULL) {
+            nb_config_free(&cfg);
+            return 1;
+        }
     }
     nb_config_warn_unsupported(&cfg);
     raise_fd_limit();
@@ -596,6 +679,7 @@ int main(int argc, char **argv)
         .listen_host = demo ? "127.0.0.1" : NULL,
         .http = app.http,
         .access_log = app.access_log,
+        .accounts_later = mgmt_mode,
     };
     app.proxy = nb_proxy_new(app.loop, &po);
     if (app.proxy == NULL)
@@ -614,9 +698,10 @@ int main(int argc, char **argv)
     }
     /* Health and metrics: netbird-proxy always serves them (bind failure is fatal); standalone,
      * only when asked for, so several standalone instances can share a host. */
-    if (cfg.health_addr && cfg.health_addr[0] && (nb_config_explicit(&cfg, "health-addr"))) {
+    if (cfg.health_addr && cfg.health_addr[0] &&
+        (mgmt_mode || nb_config_explicit(&cfg, "health-addr"))) {
         struct nb_health_opts ho = {.addr = cfg.health_addr,
-                                    .standalone = true,
+                                    .standalone = !mgmt_mode,
                                     .metrics = app_metrics,
                                     .metrics_arg = &app};
         int hrc = nb_health_start(app.loop, &ho, &app.health);
@@ -627,6 +712,8 @@ int main(int argc, char **argv)
         }
         nb_info("main", "health and metrics on %s", cfg.health_addr);
     }
+    if (mgmt_mode && start_mgmt(&app, &cfg, token) != NB_OK)
+        goto out_proxy;
     if (http_addr == NULL && !cfg.private_mode &&
         http_routes_count(http_proxy_routes(app.http)) > 0)
         nb_warn("main", "HTTP mappings are configured but no HTTP listener is: use --http-addr "
@@ -643,6 +730,9 @@ int main(int argc, char **argv)
                "(curl -H 'Host: nope' http://127.0.0.1:%d/). Ctrl-C stops it.\n",
                (int)demo_port, (int)demo_port, NB_DEMO_PROXY_IP, NB_DEMO_BACKEND_IP,
                (int)demo_port);
+    else if (mgmt_mode)
+        nb_info("main", "nbproxy %s for %s: mappings from management at %s", NB_VERSION, cfg.domain,
+                cfg.mgmt_addr);
     else
         nb_info("main", "nbproxy %s serving %u account(s), %u mapping(s) from %s", NB_VERSION,
                 n_accounts, n_mappings, cfg.config_file);
@@ -654,6 +744,10 @@ out_proxy:
     ns_deinit();
 out:
     sodium_memzero(app.psk, sizeof app.psk);
+    if (token) {
+        sodium_memzero(token, strlen(token));
+        free(token);
+    }
     nb_standalone_free(&sa);
     nb_config_free(&cfg);
     nb_loop_free(app.loop);

@@ -56,7 +56,6 @@ struct service {
     char *domain; /* tcp: the mapping's domain (access log host), may be NULL */
     char *id;
     char *account_id;
-    struct account *account;
     int32_t port;
     struct sockaddr_storage target;
     uint32_t dial_timeout_ms;
@@ -285,8 +284,16 @@ static void on_accept(void *arg, struct nb_listener *l, struct nb_stream *client
     p->st.relays_total++;
     nb_timer_init(&c->dial_timer, dial_timeout, c);
     nb_timer_arm(p->loop, &c->dial_timer, svc->dial_timeout_ms);
-    int rc = svc->account->dialer.dial(svc->account->dialer.ctx, (struct sockaddr *)&svc->target,
-                                       &dial_cbs, c, &c->backend);
+    /* The account is looked up per connection: in management mode its tunnel may come (and go)
+     * after the service was set up. */
+    struct account *a = find_account(p, svc->account_id);
+    if (a == NULL) {
+        p->st.dial_failures++;
+        conn_abort(c, "the account has no tunnel yet");
+        return;
+    }
+    int rc =
+        a->dialer.dial(a->dialer.ctx, (struct sockaddr *)&svc->target, &dial_cbs, c, &c->backend);
     if (rc != NB_OK) {
         p->st.dial_failures++;
         c->backend = NULL;
@@ -385,7 +392,7 @@ static int setup_tcp(struct nb_proxy *p, const struct nb_mapping *m, char *err, 
     if (m->n_paths == 0 || m->paths[0].target == NULL || m->paths[0].target[0] == '\0')
         return errf(err, errlen, NB_E_INVAL, "empty target address");
     struct account *a = find_account(p, m->account_id ? m->account_id : "");
-    if (a == NULL)
+    if (a == NULL && !p->opts.accounts_later)
         return errf(err, errlen, NB_E_NOTFOUND, "account %s has no tunnel",
                     m->account_id ? m->account_id : "");
     for (struct service *s = p->services; s; s = s->next)
@@ -397,7 +404,6 @@ static int setup_tcp(struct nb_proxy *p, const struct nb_mapping *m, char *err, 
         return NB_E_NOMEM;
     svc->proxy = p;
     svc->mode = NB_MODE_TCP;
-    svc->account = a;
     svc->port = m->listen_port;
     svc->id = strdup(m->id);
     svc->account_id = strdup(m->account_id);

@@ -32,6 +32,10 @@ struct nb_proxy_opts {
     const char *listen_host;              /* host part for per-port listeners, NULL = any */
     struct http_proxy *http;              /* HTTP routes go here; NULL = HTTP mode refused */
     struct nb_access_log *access_log;     /* L4 session records (spec/proxy.md §8.3), or NULL */
+    /* Management mode: a service may name an account whose tunnel does not exist (yet); its
+     * connections fail their dial until it does (spec/proxy.md §3.5: ACTIVE before the tunnel
+     * is up). Standalone: an unknown account is a configuration error. */
+    bool accounts_later;
 };
 
 struct nb_proxy *nb_proxy_new(struct nb_loop *loop, const struct nb_proxy_opts *opts);

@@ -43,7 +43,11 @@ pkgs=(build-essential cmake pkg-config dpkg-dev clang clang-format
 if [ $want_test = 1 ]; then
     pkgs+=(libclang-rt-14-dev wireguard-go wireguard-tools iproute2 iputils-ping
            iperf3 curl python3 procps
-           dnsmasq-base) # dnsmasq-base: the binary only, no system service (tests/unit/platform/dns.c)
+           dnsmasq-base # dnsmasq-base: the binary only, no system service (tests/unit/platform/dns.c)
+           nginx)       # tests/interop/http_test.sh runs its own instance (see the --bench note)
+    # Node.js for tests/interop/node (backends and clients of http_test.sh). Debian's nodejs and
+    # npm where no Node is installed; an existing Node (with its npm) is kept.
+    command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 fi
 if [ $want_bench = 1 ]; then
     # nginx: the bench starts its own instances (own config, 127.0.0.1 only); where no
@@ -52,3 +56,9 @@ if [ $want_bench = 1 ]; then
     pkgs+=(nginx wrk wireguard-go wireguard-tools iproute2 iperf3 curl python3 procps util-linux)
 fi
 apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+if [ $want_test = 1 ]; then
+    # The npm `ws` package (pinned in package-lock.json) for http_test.sh's WebSocket peers.
+    (cd "$(dirname "$0")/../tests/interop/node" && npm ci --no-audit --no-fund >/dev/null)
+    # @grpc/grpc-js + @grpc/proto-loader (pinned) for the management server of tests/mgmt/peer.js.
+    (cd "$(dirname "$0")/../tests/mgmt" && npm ci --no-audit --no-fund >/dev/null)
+fi
