@@ -249,6 +249,33 @@ static void app_metrics(void *arg, struct nb_prom *p)
         nb_prom_sample(p, "proxy_tcp_connections_total", de, (double)ps.dial_failures);
         nb_prom_sample(p, "proxy_tcp_connections_total", rj, (double)ps.relays_rejected);
     }
+    if (app->mgmt) {
+        struct mgmt_stats ms;
+        mgmt_stats(app->mgmt, &ms);
+        nb_prom_family(p, "proxy_sync_snapshot_duration_ms", "histogram",
+                       "Mapping stream opened to initial snapshot applied, milliseconds.");
+        nb_prom_histogram(p, "proxy_sync_snapshot_duration_ms", NULL, &ms.snapshot_hist);
+        nb_prom_family(p, "proxy_sync_batch_duration_ms", "histogram",
+                       "Time to apply each snapshot batch, milliseconds.");
+        nb_prom_histogram(p, "proxy_sync_batch_duration_ms", NULL, &ms.batch_hist);
+        nb_prom_family(p, "proxy_peer_add_duration_ms", "histogram",
+                       "CreateProxyPeer round trips by result, milliseconds.");
+        const char *ok[] = {"result", "success", NULL}, *er[] = {"result", "error", NULL};
+        nb_prom_histogram(p, "proxy_peer_add_duration_ms", ok, &ms.peer_ok_hist);
+        nb_prom_histogram(p, "proxy_peer_add_duration_ms", er, &ms.peer_err_hist);
+        gauge(p, "nbproxy_management_connected", "1 while the mapping stream is open.",
+              ms.connected ? 1 : 0);
+        counter(p, "nbproxy_management_reconnects_total", "Mapping streams that ended.",
+                (double)ms.disconnects);
+        gauge(p, "nbproxy_management_services", "Services applied from management.",
+              (double)ms.services);
+        counter(p, "nbproxy_management_mapping_errors_total",
+                "Mappings reported to management with an ERROR status.", (double)ms.mapping_errors);
+        counter(p, "nbproxy_management_access_logs_dropped_total",
+                "Access-log records not sent to management (disconnected or too many in "
+                "flight).",
+                (double)ms.logs_dropped);
+    }
     if (app->access_log) {
         struct nb_access_log_stats as;
         nb_access_log_stats(app->access_log, &as);

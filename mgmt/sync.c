@@ -88,8 +88,9 @@ struct mgmt {
     struct nb_timer watchdog;
     uint64_t batch_start_ms;
     struct mgmt_unary *peer_rpc; /* CreateProxyPeer in flight */
-    struct nb_mapping pending;   /* the mapping waiting for it */
-    uint8_t pending_priv[32];    /* secret */
+    uint64_t peer_rpc_start_ms;
+    struct nb_mapping pending; /* the mapping waiting for it */
+    uint8_t pending_priv[32];  /* secret */
     uint8_t pending_pub[32];
     struct queued queue[MAX_QUEUED];
     uint32_t nqueued;
@@ -355,6 +356,12 @@ static void peer_created(void *arg, int code, const char *message, ProtobufCMess
 {
     struct mgmt *m = arg;
     m->peer_rpc = NULL;
+    double took = (double)(nb_loop_now_ms(m->loop) - m->peer_rpc_start_ms);
+    nb_hist_observe(code == MGMT_GRPC_OK && resp &&
+                            ((const Management__CreateProxyPeerResponse *)resp)->success
+                        ? &m->st.peer_ok_hist
+                        : &m->st.peer_err_hist,
+                    took);
     struct nb_mapping *mp = &m->pending;
     char key[320];
     service_key(mp, key, sizeof key);
@@ -435,6 +442,7 @@ static bool add_service(struct mgmt *m, struct nb_mapping *mp)
     req.cluster = m->address;
     m->pending = *mp;
     memset(mp, 0, sizeof *mp);
+    m->peer_rpc_start_ms = nb_loop_now_ms(m->loop);
     if (mgmt_unary_pb(m->ch, PATH_PEER, PEER_RPC_MS, &req.base,
                       &management__create_proxy_peer_response__descriptor, peer_created, m,
                       &m->peer_rpc) != NB_OK) {
@@ -488,10 +496,13 @@ static void batch_done(struct mgmt *m)
     Management__SyncMappingsResponse *b = m->batch;
     nb_timer_cancel(&m->watchdog);
     m->st.batches++;
+    if (!m->stream_initial_done)
+        nb_hist_observe(&m->st.batch_hist, (double)(nb_loop_now_ms(m->loop) - m->batch_start_ms));
     if (b->initial_sync_complete && !m->stream_initial_done) {
         reconcile(m);
         m->stream_initial_done = true;
         m->st.snapshot_ms = nb_loop_now_ms(m->loop) - m->connect_ms;
+        nb_hist_observe(&m->st.snapshot_hist, (double)m->st.snapshot_ms);
         nb_info("mgmt", "initial sync complete: %u service(s), %llu ms", m->services.count,
                 (unsigned long long)m->st.snapshot_ms);
         nb_strmap_deinit(&m->snapshot_ids);
@@ -854,6 +865,10 @@ int mgmt_new(struct nb_loop *loop, const struct mgmt_opts *opts, const struct mg
     if (m->opts.max_status_inflight == 0)
         m->opts.max_status_inflight = 1024;
     m->backoff_ms = m->opts.backoff_initial_ms;
+    nb_hist_init(&m->st.snapshot_hist, nb_hist_bounds_sync_ms, 11);
+    nb_hist_init(&m->st.batch_hist, nb_hist_bounds_sync_ms, 11);
+    nb_hist_init(&m->st.peer_ok_hist, nb_hist_bounds_peer_ms, 10);
+    nb_hist_init(&m->st.peer_err_hist, nb_hist_bounds_peer_ms, 10);
     m->url = xstrdup(opts->url);
     m->token = xstrdup(opts->token);
     m->proxy_id = xstrdup(opts->proxy_id);

@@ -16,6 +16,8 @@
  * when a batch takes longer than NB_PROXY_MAPPING_BATCH_WATCHDOG (default 2 minutes).
  */
 
+#include "platform/metrics.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -90,6 +92,11 @@ struct mgmt_stats {
     uint32_t services;    /* mappings stored */
     uint32_t accounts;    /* accounts with a registered peer */
     uint64_t snapshot_ms; /* connect -> initial_sync_complete of the last snapshot */
+    /* spec/proxy.md §9.2 sync instruments */
+    struct nb_histogram snapshot_hist; /* stream opened -> snapshot applied, ms */
+    struct nb_histogram batch_hist;    /* each snapshot batch, ms */
+    struct nb_histogram peer_ok_hist;  /* CreateProxyPeer that succeeded, ms */
+    struct nb_histogram peer_err_hist; /* CreateProxyPeer that failed, ms */
 };
 void mgmt_stats(const struct mgmt *m, struct mgmt_stats *st);
 
