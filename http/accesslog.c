@@ -14,6 +14,7 @@
 #include "http/accesslog.h"
 
 #include "platform/err.h"
+#include "platform/utf8.h"
 #include "platform/log.h"
 #include "platform/loop.h"
 #include "platform/xid.h"
@@ -168,39 +169,6 @@ static void jw_lit(struct jw *w, const char *s)
     jw_raw(w, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence at p (no overlongs, surrogates or > U+10FFFF), 0 if the
- * byte at p does not start one. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else
-        return 0;
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf)
-            return 0;
-    return len;
-}
-
 static void jw_str(struct jw *w, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -208,7 +176,7 @@ static void jw_str(struct jw *w, const char *s)
     jw_raw(w, "\"", 1);
     for (size_t i = 0; i < n;) {
         unsigned char c = p[i];
-        size_t k = utf8_seq(p + i, n - i);
+        size_t k = nb_utf8_seq(p + i, n - i);
         char esc[8];
         if (k == 0) {
             jw_raw(w, "\\ufffd", 6); /* paths are decoded bytes: keep every line valid JSON */

@@ -13,6 +13,7 @@
 
 #include "platform/arena.h"
 #include "platform/err.h"
+#include "platform/utf8.h"
 #include "web/index_html.h"
 
 #include <cjson/cJSON.h>
@@ -101,46 +102,13 @@ const struct http_error *http_upstream_error(enum http_upstream_err kind, const 
 
 /* ---- script-safe JSON ---- */
 
-/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, surrogates or > U+10FFFF),
- * 0 if the byte at p does not start one. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else
-        return 0;
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf)
-            return 0;
-    return len;
-}
-
 /* Escapes src into dst (NULL: only count). Returns the output length. */
 static size_t script_escape(const unsigned char *src, size_t n, char *dst)
 {
     size_t o = 0;
     for (size_t i = 0; i < n;) {
         const char *esc = NULL;
-        size_t k = utf8_seq(src + i, n - i);
+        size_t k = nb_utf8_seq(src + i, n - i);
         if (k == 0) {
             esc = "\\ufffd"; /* one per invalid byte, as Go's encoder */
             k = 1;

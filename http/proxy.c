@@ -301,6 +301,18 @@ static const struct http_req_cbs rq_cbs = {
 
 /* ---- upgraded connections ---- */
 
+static void upgrade_free(struct upgrade *u)
+{
+    if (u == NULL)
+        return;
+    free(u->service_id);
+    free(u->account_id);
+    free(u->host);
+    free(u->path);
+    free(u->method);
+    free(u);
+}
+
 static void upgrade_done(void *arg, struct nb_relay *relay, const struct nb_relay_result *res)
 {
     struct upgrade *u = arg;
@@ -333,12 +345,7 @@ static void upgrade_done(void *arg, struct nb_relay *relay, const struct nb_rela
     if (u->next)
         u->next->prev = u->prev;
     p->st.upgrades_active--;
-    free(u->service_id);
-    free(u->account_id);
-    free(u->host);
-    free(u->path);
-    free(u->method);
-    free(u);
+    upgrade_free(u);
 }
 
 static struct upgrade *upgrade_new(struct pxreq *px)
@@ -358,12 +365,7 @@ static struct upgrade *upgrade_new(struct pxreq *px)
     u->start_ms = r->start_ms;
     u->disable_access_log = px->match->target.opts.disable_access_log;
     if (!u->service_id || !u->account_id || !u->host || !u->path || !u->method) {
-        free(u->service_id);
-        free(u->account_id);
-        free(u->host);
-        free(u->path);
-        free(u->method);
-        free(u);
+        upgrade_free(u);
         return NULL;
     }
     return u;
@@ -380,21 +382,21 @@ static void px_upgrade(struct pxreq *px, struct http_exchange *x, const struct h
     struct nb_stream *backend = u ? http_exchange_hijack(x, &bl, &bll) : NULL;
     px->x = NULL; /* the exchange is gone either way: hijacked or failed by client.c */
     if (backend == NULL) {
-        free(u);
+        upgrade_free(u);
         px_upstream_failed(px, HTTP_UPSTREAM_DIAL, "upgrade failed");
         return;
     }
     /* The 101 goes to the client with the backend's fields as they are (Go copies them). */
     if (http_resp_head(r, 101, ri->hdrs, -1) != NB_OK) {
         nb_stream_close(backend, true);
-        free(u);
+        upgrade_free(u);
         px_abort(px);
         return;
     }
     struct nb_stream *client = http_req_hijack(r, &cl, &cll);
     if (client == NULL) {
         nb_stream_close(backend, true);
-        free(u);
+        upgrade_free(u);
         px_abort(px);
         return;
     }
@@ -406,12 +408,7 @@ static void px_upgrade(struct pxreq *px, struct http_exchange *x, const struct h
     px_release(px); /* the request is over for HTTP; r is the server's to free */
     struct nb_relay_opts ro = {.idle_timeout_ms = p->opts.upgrade_idle_timeout_ms};
     if (nb_relay_start(p->loop, client, backend, &ro, upgrade_done, u, &u->relay) != NB_OK) {
-        free(u->service_id);
-        free(u->account_id);
-        free(u->host);
-        free(u->path);
-        free(u->method);
-        free(u);
+        upgrade_free(u); /* the relay closed both streams */
         return;
     }
     u->next = p->upgrades;
