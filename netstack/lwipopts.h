@@ -108,14 +108,22 @@
 #define TCP_DEFAULT_LISTEN_BACKLOG 64
 /*
  * lwIP's TCP timers tick every TCP_TMR_INTERVAL (delayed ACKs) and 2x that (retransmission
- * timeouts are whole ticks). The default 250 ms makes every loss lwIP's fast retransmit cannot
- * repair (it has no SACK) stall a tunnel stream for 0.5-1.5 s; 50 ms (100 ms RTO ticks, like
- * Linux's 200 ms minimum RTO in spirit) recovers in a few hundred ms. Give-up times are in
- * milliseconds or scale with the measured RTT, so they do not shrink.
+ * timeouts are whole ticks). lwIP measures RTTs in those ticks, so on a path faster than a tick
+ * the RTO settles at 3 ticks: 30 ms here (1.5 s at lwIP's default 250, 300 ms at 50). Losses
+ * are mostly repaired by fast retransmit and NewReno (lwip_port.c); the timer is the backstop
+ * (a lost retransmission), and at 50 ms ticks each timeout stalled a stream to a wireguard-go
+ * peer for 0.3-0.5 s (docs/benchmarks.md). On slower paths the RTO follows the RTT as usual.
+ * The timers run only while lwIP has TCP pcbs (TIME_WAIT included).
+ *
+ * lwIP drops a connection after TCP_MAXRTX timeouts in a row (or zero-window probes), at most
+ * 12. The timeout doubles up to 128x the RTO, so with a 30 ms RTO 12 would take only 23 s
+ * (10 s of a closed window); ns_tcp holds the count for its streams until NS_TCP_GIVEUP_MS
+ * (150 s, about what 10 gave with 50 ms ticks) so a peer that is away for a while (roaming, a
+ * relay switch) keeps its connections. SYN retransmissions do not depend on the tick.
  */
-#define TCP_TMR_INTERVAL    50
-#define TCP_SYNMAXRTX       4 /* ~45 s until an unanswered connect fails */
-#define TCP_MAXRTX          10
+#define TCP_TMR_INTERVAL    5
+#define TCP_SYNMAXRTX       4       /* ~45 s until an unanswered connect fails */
+#define TCP_MAXRTX          12      /* lwIP's maximum; see NS_TCP_GIVEUP_MS */
 #define TCP_MSL             30000UL /* TIME_WAIT = 2*MSL = 60 s, like Linux */
 #define TCP_TTL             64
 #define LWIP_TCP_KEEPALIVE  1
@@ -132,6 +140,7 @@
 #define LWIP_HOOK_IP6_ROUTE(src, dest)            ns__route_hook()
 #define LWIP_HOOK_TCP_INPACKET_PCB(pcb, hdr, optlen, opt1len, opt2, p) \
     ns__tcp_inpacket((pcb), (hdr), (p))
+#define LWIP_HOOK_TCP_OUT_ADD_TCPOPTS(p, hdr, pcb, opts) ns__tcp_out_opts((p), (hdr), (pcb), (opts))
 
 /* ---- checksums: generated always; checked on input except in fuzz builds ---- */
 #ifdef NB_FUZZING

@@ -41,8 +41,22 @@ const char ns_tcp_err_nomem[] = "out of memory";
 const char ns_tcp_err_closed[] = "connection closed";
 const char ns_tcp_err_if_gone[] = "tunnel interface removed";
 
-#define POLL_TICKS 2 /* lwIP coarse timer shots (2 x TCP_TMR_INTERVAL each) between polls */
+/* lwIP coarse timer shots (2 x TCP_TMR_INTERVAL each) between polls: about 200 ms */
+#define POLL_TICKS (200 / TCP_SLOW_INTERVAL > 0 ? 200 / TCP_SLOW_INTERVAL : 1)
 #define POLL_MS    (POLL_TICKS * TCP_SLOW_INTERVAL)
+
+/*
+ * lwIP drops a connection after TCP_MAXRTX retransmission timeouts in a row, or after
+ * TCP_MAXRTX zero-window probes, and allows at most 12 (its backoff table). With our fine timer
+ * ticks (lwipopts.h: a 30 ms RTO on a fast path) that would be about 23 s of a silent peer, or
+ * 10 s of a closed window. While our pcb is retransmitting or probing, on_poll holds both counts
+ * at GIVEUP_HOLD until NS_TCP_GIVEUP_MS have passed; lwIP then drops it after at most four more
+ * attempts. Held at 8 or more, the timeout stays at its maximum (128x the RTO).
+ */
+#define GIVEUP_HOLD (TCP_MAXRTX - 4)
+#if GIVEUP_HOLD < 7
+#error "TCP_MAXRTX: the give-up hold needs at least 11"
+#endif
 
 struct ns_tcp {
     struct nb_stream base; /* first: nb_stream * <-> ns_tcp * */
@@ -57,6 +71,7 @@ struct ns_tcp {
     struct ns_tcp *prev, *next; /* nif->streams */
     const char *err;            /* why the pcb died, delivered once */
     unsigned linger_ms;
+    unsigned stuck_ms; /* polled time the pcb has been retransmitting or probing */
     int cb_depth;
     bool connecting, connected, paused, rx_eof, eof_delivered, shut_req, fin_sent;
     bool owner_closed, aborted_in_cb, err_delivered;
@@ -401,11 +416,29 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
     return cb_leave(s);
 }
 
+/* See GIVEUP_HOLD. */
+static void hold_giveup(struct ns_tcp *s, struct tcp_pcb *pcb)
+{
+    if (pcb->nrtx == 0 && pcb->persist_probe == 0) {
+        s->stuck_ms = 0; /* acknowledged since, or the window opened */
+        return;
+    }
+    if (s->stuck_ms < NS_TCP_GIVEUP_MS)
+        s->stuck_ms += POLL_MS;
+    if (s->stuck_ms >= NS_TCP_GIVEUP_MS)
+        return; /* lwIP's own count decides from here */
+    if (pcb->nrtx > GIVEUP_HOLD)
+        pcb->nrtx = GIVEUP_HOLD;
+    if (pcb->persist_probe > GIVEUP_HOLD)
+        pcb->persist_probe = GIVEUP_HOLD;
+}
+
 static err_t on_poll(void *arg, struct tcp_pcb *pcb)
 {
     struct ns_tcp *s = arg;
     if (s == NULL)
         return ERR_OK;
+    hold_giveup(s, pcb);
     s->cb_depth++;
     if (s->owner_closed && s->pcb) {
         s->linger_ms += POLL_MS;

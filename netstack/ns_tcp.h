@@ -24,6 +24,9 @@
  *     stream memory is released on a deferred call after close().
  *   - Connect timeout: lwIP gives up after TCP_SYNMAXRTX SYN retransmissions (about 45 s) and
  *     reports ns_tcp_err_timeout. Callers wanting less arm their own nb_timer and close(true).
+ *   - Give-up: an established stream whose peer acknowledges nothing (gone, roaming), or keeps
+ *     its window closed, is dropped with ns_tcp_err_timeout once that has lasted
+ *     NS_TCP_GIVEUP_MS (plus at most four retransmissions or probes, about 15 s).
  */
 
 #include "platform/stream.h"
@@ -33,6 +36,7 @@
 struct ns_if;
 
 #define NS_TCP_LINGER_MS 30000u
+#define NS_TCP_GIVEUP_MS 150000u
 
 /* Error reasons (compare by pointer) passed to on_error / on_connect. */
 extern const char ns_tcp_err_refused[]; /* RST in answer to our SYN */

@@ -3,11 +3,14 @@
  * netstack TCP streams over an in-process wire (tests/unit/netstack/wire.h): connect/accept/echo
  * of several MB, backpressure, half-close both ways, abort, refused connect, graceful close that
  * flushes, interface removal under live streams. Every test ends with all lwIP pools empty.
+ * ns_tcp.c is included for the give-up hold (its statics, driven on a pcb the test owns).
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+
+#include "netstack/ns_tcp.c" /* before wire.h: lwIP's byte-order macros first */
 
 #include "wire.h"
 
@@ -559,6 +562,36 @@ static void test_if_free_with_live_streams(void **state)
     assert_int_equal(st.listeners, 0);
 }
 
+/* A silent peer: lwIP counts timeouts (or zero-window probes) up to TCP_MAXRTX; polls hold the
+ * count below it for NS_TCP_GIVEUP_MS, then let lwIP drop the connection. */
+static void test_giveup_hold(void **state)
+{
+    (void)state;
+    struct ns_tcp s;
+    struct tcp_pcb pcb;
+    memset(&s, 0, sizeof s);
+    memset(&pcb, 0, sizeof pcb);
+    for (int field = 0; field < 2; field++) {
+        u8_t *count = field == 0 ? &pcb.nrtx : &pcb.persist_probe;
+        unsigned ms = 0;
+        for (; ms + POLL_MS < NS_TCP_GIVEUP_MS; ms += POLL_MS) {
+            if (*count < TCP_MAXRTX)
+                (*count)++; /* lwIP: one more timeout (faster than that, in fact, early on) */
+            hold_giveup(&s, &pcb);
+            assert_true(*count <= GIVEUP_HOLD); /* lwIP would drop it at TCP_MAXRTX */
+        }
+        for (int i = 0; i < 10; i++) {
+            if (*count < TCP_MAXRTX)
+                (*count)++;
+            hold_giveup(&s, &pcb);
+        }
+        assert_int_equal(*count, TCP_MAXRTX); /* past NS_TCP_GIVEUP_MS: lwIP decides */
+        *count = 0;                           /* an ACK, or the window opened */
+        hold_giveup(&s, &pcb);
+        assert_int_equal(s.stuck_ms, 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -572,6 +605,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connect_bad_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_graceful_close_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_if_free_with_live_streams, setup, teardown),
+        cmocka_unit_test(test_giveup_hold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
