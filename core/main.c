@@ -44,7 +44,8 @@
 #define NB_BUILD_DATE "unknown"
 #endif
 
-#define DRAIN_MS 30000u
+#define DRAIN_MS       30000u
+#define K8S_PRESTOP_MS 5000u
 
 struct app {
     struct nb_loop *loop;
@@ -70,6 +71,7 @@ struct app {
     uint64_t started_unix;
     struct nb_timer drain_timer;    /* polls for relays to finish after a signal */
     struct nb_timer deadline_timer; /* gives up draining after DRAIN_MS */
+    struct nb_timer prestop_timer;  /* Kubernetes: 5 s between readiness 503 and the drain */
     bool stopping;
     uint8_t psk[32]; /* --preshared-key, secret */
     bool psk_set;
@@ -99,6 +101,8 @@ static void drain_deadline(struct nb_timer *t)
     nb_loop_stop(app->loop);
 }
 
+static void drain_start(struct app *app);
+
 static void on_signal(void *arg, int signo)
 {
     struct app *app = arg;
@@ -109,8 +113,24 @@ static void on_signal(void *arg, int signo)
     }
     app->stopping = true;
     nb_health_set_shutting_down(app->health); /* readiness 503 first (spec/proxy.md §10.4) */
-    nb_info("main", "signal %d: draining (new connections refused, up to %u s)", signo,
-            DRAIN_MS / 1000);
+    if (getenv("KUBERNETES_SERVICE_HOST")) {
+        /* In a cluster, give endpoints a moment to notice the 503 before listeners go. */
+        nb_info("main", "signal %d: readiness is 503; draining in %u s (Kubernetes)", signo,
+                K8S_PRESTOP_MS / 1000);
+        nb_timer_arm(app->loop, &app->prestop_timer, K8S_PRESTOP_MS);
+        return;
+    }
+    drain_start(app);
+}
+
+static void prestop_done(struct nb_timer *t)
+{
+    drain_start(t->arg);
+}
+
+static void drain_start(struct app *app)
+{
+    nb_info("main", "draining (new connections refused, up to %u s)", DRAIN_MS / 1000);
     /* spec/proxy.md §10.4: HTTP servers drain (idle connections close, responses in progress
      * finish with "Connection: close"), upgraded connections close, L4 relays drain. */
     if (app->public_lst) {
@@ -498,6 +518,7 @@ static void stop(struct app *app)
 {
     nb_timer_cancel(&app->drain_timer);
     nb_timer_cancel(&app->deadline_timer);
+    nb_timer_cancel(&app->prestop_timer);
     /* The management connection first (no more mapping changes), then the servers (their
      * requests end and cancel their exchanges), the services and accounts' networks, the
      * engine. */
@@ -674,6 +695,7 @@ int main(int argc, char **argv)
     app.started_unix = (uint64_t)time(NULL);
     nb_timer_init(&app.drain_timer, drain_check, &app);
     nb_timer_init(&app.deadline_timer, drain_deadline, &app);
+    nb_timer_init(&app.prestop_timer, prestop_done, &app);
     if (cfg.preshared_key && cfg.preshared_key[0]) {
         if (nb_key_parse(cfg.preshared_key, app.psk) != NB_OK) {
             fprintf(stderr, "nbproxy: --preshared-key is not a base64 WireGuard key\n");
