@@ -19,6 +19,7 @@
 #include "platform/log.h"
 #include "platform/loop.h"
 #include "platform/sock.h"
+#include "platform/strmap.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -51,6 +52,7 @@ struct conn {
 
 struct service {
     struct service *next;
+    struct service *prev;
     struct nb_proxy *proxy;
     enum nb_mapping_mode mode;
     char *domain; /* tcp: the mapping's domain (access log host), may be NULL */
@@ -69,7 +71,9 @@ struct nb_proxy {
     struct nb_loop *loop;
     struct nb_proxy_opts opts;
     struct account *accounts;
-    struct service *services;
+    struct service *services; /* every service (for drain and free) */
+    struct nb_strmap by_id;   /* id -> service: applying 10 000 mappings stays linear */
+    struct nb_strmap by_port; /* "port" -> tcp service */
     bool draining;
     struct nb_proxy_stats st;
 };
@@ -324,15 +328,31 @@ static void service_free(struct service *svc)
     svc->listener = NULL;
 }
 
-static struct service *find_service(struct nb_proxy *p, const char *id, struct service ***pp)
+static void port_key(int32_t port, char out[16])
 {
-    for (struct service **it = &p->services; *it; it = &(*it)->next)
-        if (strcmp((*it)->id, id) == 0) {
-            if (pp)
-                *pp = it;
-            return *it;
+    snprintf(out, 16, "%d", (int)port);
+}
+
+/* Registers a built service: in the list and the indexes. NB_OK or NB_E_NOMEM (not linked). */
+static int link_service(struct nb_proxy *p, struct service *svc)
+{
+    char pk[16];
+    if (nb_strmap_put(&p->by_id, svc->id, svc, NULL) != NB_OK)
+        return NB_E_NOMEM;
+    if (svc->mode == NB_MODE_TCP) {
+        port_key(svc->port, pk);
+        if (nb_strmap_put(&p->by_port, pk, svc, NULL) != NB_OK) {
+            nb_strmap_del(&p->by_id, svc->id);
+            return NB_E_NOMEM;
         }
-    return NULL;
+    }
+    svc->prev = NULL;
+    svc->next = p->services;
+    if (p->services)
+        p->services->prev = svc;
+    p->services = svc;
+    p->st.services++;
+    return NB_OK;
 }
 
 /*
@@ -356,11 +376,21 @@ static void service_bury(struct nb_defer *d)
 
 static void remove_service(struct nb_proxy *p, const char *id)
 {
-    struct service **pp;
-    struct service *svc = find_service(p, id, &pp);
+    struct service *svc = nb_strmap_del(&p->by_id, id);
     if (svc == NULL)
         return;
-    *pp = svc->next;
+    if (svc->mode == NB_MODE_TCP) {
+        char pk[16];
+        port_key(svc->port, pk);
+        if (nb_strmap_get(&p->by_port, pk) == svc)
+            nb_strmap_del(&p->by_port, pk);
+    }
+    if (svc->prev)
+        svc->prev->next = svc->next;
+    else
+        p->services = svc->next;
+    if (svc->next)
+        svc->next->prev = svc->prev;
     p->st.services--;
     service_free(svc);
     struct service_grave *g = calloc(1, sizeof *g);
@@ -395,10 +425,12 @@ static int setup_tcp(struct nb_proxy *p, const struct nb_mapping *m, char *err, 
     if (a == NULL && !p->opts.accounts_later)
         return errf(err, errlen, NB_E_NOTFOUND, "account %s has no tunnel",
                     m->account_id ? m->account_id : "");
-    for (struct service *s = p->services; s; s = s->next)
-        if (s->port == m->listen_port && strcmp(s->id, m->id) != 0)
-            return errf(err, errlen, NB_E_EXISTS, "port %d is already used by service %s",
-                        m->listen_port, s->id);
+    char pk[16];
+    port_key(m->listen_port, pk);
+    const struct service *holder = nb_strmap_get(&p->by_port, pk);
+    if (holder && strcmp(holder->id, m->id) != 0)
+        return errf(err, errlen, NB_E_EXISTS, "port %d is already used by service %s",
+                    m->listen_port, holder->id);
     struct service *svc = calloc(1, sizeof *svc);
     if (svc == NULL)
         return NB_E_NOMEM;
@@ -446,12 +478,14 @@ static int setup_tcp(struct nb_proxy *p, const struct nb_mapping *m, char *err, 
         rc = errf(err, errlen, NB_E_IO, "listen on port %d: %s", m->listen_port, strerror(errno));
         goto fail;
     }
-    svc->next = p->services;
-    p->services = svc;
-    p->st.services++;
+    if (link_service(p, svc) != NB_OK) {
+        nb_listener_close(svc->listener);
+        rc = NB_E_NOMEM;
+        goto fail;
+    }
     char tbuf[NB_ADDRSTRLEN];
-    nb_info("proxy", "service %s (tcp): port %d -> %s via account %s", svc->id, svc->port,
-            nb_addr_str((struct sockaddr *)&svc->target, tbuf), svc->account_id);
+    nb_debug("proxy", "service %s (tcp): port %d -> %s via account %s", svc->id, svc->port,
+             nb_addr_str((struct sockaddr *)&svc->target, tbuf), svc->account_id);
     return NB_OK;
 fail:
     free(svc->id);
@@ -507,11 +541,16 @@ static int setup_http(struct nb_proxy *p, const struct nb_mapping *m, char *err,
             return rc;
         }
     }
-    svc->next = p->services;
-    p->services = svc;
-    p->st.services++;
-    nb_info("proxy", "service %s (http): %s, %u path(s), account %s", svc->id,
-            m->domain ? m->domain : "", m->n_paths, svc->account_id);
+    if (link_service(p, svc) != NB_OK) {
+        if (p->opts.http)
+            http_proxy_remove(p->opts.http, svc->id);
+        free(svc->id);
+        free(svc->account_id);
+        free(svc);
+        return NB_E_NOMEM;
+    }
+    nb_debug("proxy", "service %s (http): %s, %u path(s), account %s", svc->id,
+             m->domain ? m->domain : "", m->n_paths, svc->account_id);
     if (warn[0]) {
         nb_warn("proxy", "service %s: %s", svc->id, warn);
         errf(err, errlen, NB_OK, "%s", warn);
@@ -570,6 +609,8 @@ void nb_proxy_free(struct nb_proxy *p)
         return;
     while (p->services)
         remove_service(p, p->services->id);
+    nb_strmap_deinit(&p->by_id);
+    nb_strmap_deinit(&p->by_port);
     while (p->accounts) {
         struct account *a = p->accounts;
         p->accounts = a->next;

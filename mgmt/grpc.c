@@ -677,10 +677,16 @@ static void ch_reap(struct mgmt_grpc *ch)
     }
 }
 
+static const struct mgmt_call_cbs unary_cbs;
+static void unary_drop(void *u);
+
 static void ch_destroy(struct mgmt_grpc *ch)
 {
     while (ch->calls) {
         ch->calls->pending = false;
+        /* A unary call's wrapper belongs to the call (its callback will never run now). */
+        if (ch->calls->cbs == &unary_cbs)
+            unary_drop(ch->calls->arg);
         call_free(ch->calls);
     }
     if (ch->auth) {
@@ -1303,6 +1309,14 @@ struct mgmt_unary {
     const ProtobufCMessageDescriptor *desc;
     ProtobufCMessage *resp;
 };
+
+static void unary_drop(void *arg)
+{
+    struct mgmt_unary *u = arg;
+    if (u->resp)
+        protobuf_c_message_free_unpacked(u->resp, NULL);
+    free(u);
+}
 
 static void unary_finish(struct mgmt_unary *u, int code, const char *message)
 {

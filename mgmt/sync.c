@@ -28,27 +28,69 @@
 #include "platform/strmap.h"
 
 #include <ctype.h>
+#include <malloc.h>
 #include <regex.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PATH_SYNC     "/management.ProxyService/SyncMappings"
-#define PATH_GET      "/management.ProxyService/GetMappingUpdate"
-#define PATH_STATUS   "/management.ProxyService/SendStatusUpdate"
-#define PATH_LOG      "/management.ProxyService/SendAccessLog"
-#define PATH_PEER     "/management.ProxyService/CreateProxyPeer"
-#define PEER_RPC_MS   30000u
-#define LOG_RPC_MS    10000u
-#define STATUS_RPC_MS 10000u
-#define WATCHDOG_MS   120000u
-#define MAX_QUEUED    64u /* stream messages held while a batch runs (pausing bounds it) */
+#define PATH_SYNC        "/management.ProxyService/SyncMappings"
+#define PATH_GET         "/management.ProxyService/GetMappingUpdate"
+#define PATH_STATUS      "/management.ProxyService/SendStatusUpdate"
+#define PATH_LOG         "/management.ProxyService/SendAccessLog"
+#define PATH_PEER        "/management.ProxyService/CreateProxyPeer"
+#define PEER_RPC_MS      30000u
+#define LOG_RPC_MS       10000u
+#define STATUS_RPC_MS    10000u
+#define WATCHDOG_MS      120000u
+#define MAX_QUEUED       64u    /* stream messages held while a batch runs (pausing bounds it) */
+#define MAX_STATUS_QUEUE 65536u /* status updates waiting for an in-flight slot */
 
-/* A service as last applied. */
+/*
+ * A service as last applied: only what removal and reconciliation need (the routes themselves
+ * live in core). One allocation; the strings follow the struct.
+ */
 struct svc {
-    struct nb_mapping m; /* owned */
-    char *key;           /* the peer registry's service key */
+    const char *id;
+    const char *account_id;
+    const char *domain;
+    const char *mode;
+    const char *key; /* the peer registry's service key */
+};
+
+static struct svc *svc_new(const struct nb_mapping *mp, const char *key)
+{
+    const char *src[5] = {mp->id, mp->account_id, mp->domain, mp->mode, key};
+    size_t len[5], total = sizeof(struct svc);
+    for (int i = 0; i < 5; i++) {
+        len[i] = src[i] ? strlen(src[i]) + 1 : 0;
+        total += len[i];
+    }
+    struct svc *s = malloc(total);
+    if (s == NULL)
+        return NULL;
+    char *p = (char *)(s + 1);
+    const char **dst[5] = {&s->id, &s->account_id, &s->domain, &s->mode, &s->key};
+    for (int i = 0; i < 5; i++) {
+        if (src[i] == NULL) {
+            *dst[i] = NULL;
+            continue;
+        }
+        memcpy(p, src[i], len[i]);
+        *dst[i] = p;
+        p += len[i];
+    }
+    return s;
+}
+
+/* A status update waiting for an in-flight slot. */
+struct pending_status {
+    struct pending_status *next;
+    Management__ProxyStatus status;
+    char *error; /* NULL for none */
+    char *service_id;
+    char *account_id;
 };
 
 /* An account's registered proxy peer (CreateProxyPeer done). */
@@ -103,6 +145,9 @@ struct mgmt {
     struct nb_strmap peers;    /* account id -> struct peer */
     uint32_t status_inflight;
     uint32_t logs_inflight;
+    struct pending_status *sq_head; /* status updates beyond the in-flight cap, in order */
+    struct pending_status *sq_tail;
+    uint32_t sq_len;
     struct mgmt_stats st;
 };
 
@@ -134,6 +179,8 @@ static const char *service_key(const struct nb_mapping *mp, char *buf, size_t le
 
 /* ---- fire-and-forget RPCs: status updates and access logs ---- */
 
+static void status_flush(struct mgmt *m);
+
 static void status_done(void *arg, int code, const char *message, ProtobufCMessage *resp)
 {
     struct mgmt *m = arg;
@@ -142,16 +189,85 @@ static void status_done(void *arg, int code, const char *message, ProtobufCMessa
     /* NotFound for an unknown service is expected after removals (reference ignores it). */
     if (code != MGMT_GRPC_OK && code != MGMT_GRPC_NOT_FOUND)
         nb_warn("mgmt", "SendStatusUpdate: %s: %s", mgmt_grpc_code_name(code), message);
+    status_flush(m);
+}
+
+static void pending_status_free(struct pending_status *ps)
+{
+    free(ps->error);
+    free(ps->service_id);
+    free(ps->account_id);
+    free(ps);
+}
+
+/* Status updates wait for a slot in order; the queue is dropped when the connection goes (the
+ * next stream's snapshot brings every status anew). */
+static void status_queue_clear(struct mgmt *m)
+{
+    while (m->sq_head) {
+        struct pending_status *ps = m->sq_head;
+        m->sq_head = ps->next;
+        pending_status_free(ps);
+    }
+    m->sq_tail = NULL;
+    m->sq_len = 0;
+}
+
+static void send_status_now(struct mgmt *m, const char *service_id, const char *account_id,
+                            Management__ProxyStatus status, bool cert_issued, const char *error);
+
+static void status_flush(struct mgmt *m)
+{
+    while (m->sq_head && m->status_inflight < m->opts.max_status_inflight && m->ch &&
+           mgmt_grpc_state(m->ch) == MGMT_GRPC_READY) {
+        struct pending_status *ps = m->sq_head;
+        m->sq_head = ps->next;
+        if (m->sq_head == NULL)
+            m->sq_tail = NULL;
+        m->sq_len--;
+        send_status_now(m, ps->service_id, ps->account_id, ps->status, false, ps->error);
+        pending_status_free(ps);
+    }
 }
 
 static void send_status(struct mgmt *m, const char *service_id, const char *account_id,
                         Management__ProxyStatus status, bool cert_issued, const char *error)
 {
-    if (m->ch == NULL || mgmt_grpc_state(m->ch) != MGMT_GRPC_READY ||
-        m->status_inflight >= m->opts.max_status_inflight) {
+    if (m->ch == NULL || mgmt_grpc_state(m->ch) != MGMT_GRPC_READY) {
         m->st.status_dropped++;
         return;
     }
+    if (m->status_inflight < m->opts.max_status_inflight && m->sq_head == NULL) {
+        send_status_now(m, service_id, account_id, status, cert_issued, error);
+        return;
+    }
+    /* Over the in-flight cap: queue (bounded by the services management sent, and by a hard
+     * cap so a stuck management cannot grow it without end). */
+    if (m->sq_len >= MAX_STATUS_QUEUE) {
+        m->st.status_dropped++;
+        return;
+    }
+    struct pending_status *ps = calloc(1, sizeof *ps);
+    if (ps == NULL || (ps->service_id = xstrdup(service_id)) == NULL ||
+        (ps->account_id = xstrdup(account_id)) == NULL ||
+        (error && (ps->error = strdup(error)) == NULL)) {
+        if (ps)
+            pending_status_free(ps);
+        m->st.status_dropped++;
+        return;
+    }
+    ps->status = status;
+    if (m->sq_tail)
+        m->sq_tail->next = ps;
+    else
+        m->sq_head = ps;
+    m->sq_tail = ps;
+    m->sq_len++;
+}
+
+static void send_status_now(struct mgmt *m, const char *service_id, const char *account_id,
+                            Management__ProxyStatus status, bool cert_issued, const char *error)
+{
     Management__SendStatusUpdateRequest req = MANAGEMENT__SEND_STATUS_UPDATE_REQUEST__INIT;
     req.service_id = (char *)(service_id ? service_id : "");
     req.account_id = (char *)(account_id ? account_id : "");
@@ -286,38 +402,24 @@ static void setup(struct mgmt *m, struct nb_mapping *mp, const char *key, bool a
         (void)m->hooks.apply(m->hooks.arg, &rm, ignore, sizeof ignore);
         if (add)
             peer_remove(m, mp->account_id, key, mp->id);
-        struct svc *old = nb_strmap_del(&m->services, mp->id);
-        if (old) {
-            mapping_reset(&old->m);
-            free(old->key);
-            free(old);
-        }
+        free(nb_strmap_del(&m->services, mp->id));
         report_error(m, mp->id, mp->account_id, err[0] ? err : nb_strerror(rc));
         mapping_reset(mp);
         return;
     }
-    struct svc *s = calloc(1, sizeof *s);
-    char *k = strdup(key);
+    struct svc *s = svc_new(mp, key);
     void *prev = NULL;
-    if (s == NULL || k == NULL || nb_strmap_put(&m->services, mp->id, s, &prev) != NB_OK) {
+    if (s == NULL || nb_strmap_put(&m->services, mp->id, s, &prev) != NB_OK) {
         free(s);
-        free(k);
         report_error(m, mp->id, mp->account_id, "out of memory storing the service");
         mapping_reset(mp);
         return;
     }
-    if (prev) {
-        struct svc *o = prev;
-        mapping_reset(&o->m);
-        free(o->key);
-        free(o);
-    }
-    s->m = *mp;
-    s->key = k;
-    memset(mp, 0, sizeof *mp);
+    free(prev);
+    mapping_reset(mp); /* core and the routes hold what they need */
     if (err[0]) {
         /* Applied, but part of it was skipped (an unparsable target). */
-        report_error(m, s->m.id, s->m.account_id, err);
+        report_error(m, s->id, s->account_id, err);
         return;
     }
     /*
@@ -326,37 +428,33 @@ static void setup(struct mgmt *m, struct nb_mapping *mp, const char *key, bool a
      * soon as they are applied (direct_upstream targets serve at once; tunnel targets answer
      * 502 "Proxy Not Connected" until the embedded peer exists), so ACTIVE says exactly that.
      */
-    send_status(m, s->m.id, s->m.account_id, MANAGEMENT__PROXY_STATUS__PROXY_STATUS_ACTIVE, false,
+    send_status(m, s->id, s->account_id, MANAGEMENT__PROXY_STATUS__PROXY_STATUS_ACTIVE, false,
                 NULL);
 }
 
 static void remove_service(struct mgmt *m, const char *id, const struct nb_mapping *msg)
 {
     struct svc *s = nb_strmap_del(&m->services, id);
-    const struct nb_mapping *base = s ? &s->m : msg;
     char kb[320];
     const char *key = s ? s->key : service_key(msg, kb, sizeof kb);
-    peer_remove(m, base->account_id, key, id);
+    const char *account = s ? s->account_id : msg->account_id;
+    peer_remove(m, account, key, id);
     struct nb_mapping rm = {.type = NB_UPDATE_REMOVED,
                             .id = (char *)id,
-                            .account_id = base->account_id,
-                            .domain = base->domain,
-                            .mode = base->mode};
+                            .account_id = (char *)account,
+                            .domain = (char *)(s ? s->domain : msg->domain),
+                            .mode = (char *)(s ? s->mode : msg->mode)};
     char err[256] = "";
     if (m->hooks.apply(m->hooks.arg, &rm, err, sizeof err) != NB_OK)
         nb_warn("mgmt", "removing service %s: %s", id, err);
-    if (s) {
-        mapping_reset(&s->m);
-        free(s->key);
-        free(s);
-    }
+    free(s);
 }
 
 static void peer_created(void *arg, int code, const char *message, ProtobufCMessage *resp)
 {
     struct mgmt *m = arg;
     m->peer_rpc = NULL;
-    double took = (double)(nb_loop_now_ms(m->loop) - m->peer_rpc_start_ms);
+    double took = (double)(nb_now_ms() - m->peer_rpc_start_ms);
     nb_hist_observe(code == MGMT_GRPC_OK && resp &&
                             ((const Management__CreateProxyPeerResponse *)resp)->success
                         ? &m->st.peer_ok_hist
@@ -442,7 +540,7 @@ static bool add_service(struct mgmt *m, struct nb_mapping *mp)
     req.cluster = m->address;
     m->pending = *mp;
     memset(mp, 0, sizeof *mp);
-    m->peer_rpc_start_ms = nb_loop_now_ms(m->loop);
+    m->peer_rpc_start_ms = nb_now_ms();
     if (mgmt_unary_pb(m->ch, PATH_PEER, PEER_RPC_MS, &req.base,
                       &management__create_proxy_peer_response__descriptor, peer_created, m,
                       &m->peer_rpc) != NB_OK) {
@@ -497,11 +595,11 @@ static void batch_done(struct mgmt *m)
     nb_timer_cancel(&m->watchdog);
     m->st.batches++;
     if (!m->stream_initial_done)
-        nb_hist_observe(&m->st.batch_hist, (double)(nb_loop_now_ms(m->loop) - m->batch_start_ms));
+        nb_hist_observe(&m->st.batch_hist, (double)(nb_now_ms() - m->batch_start_ms));
     if (b->initial_sync_complete && !m->stream_initial_done) {
         reconcile(m);
         m->stream_initial_done = true;
-        m->st.snapshot_ms = nb_loop_now_ms(m->loop) - m->connect_ms;
+        m->st.snapshot_ms = nb_now_ms() - m->connect_ms;
         nb_hist_observe(&m->st.snapshot_hist, (double)m->st.snapshot_ms);
         nb_info("mgmt", "initial sync complete: %u service(s), %llu ms", m->services.count,
                 (unsigned long long)m->st.snapshot_ms);
@@ -511,6 +609,11 @@ static void batch_done(struct mgmt *m)
             if (m->hooks.initial_sync)
                 m->hooks.initial_sync(m->hooks.arg);
         }
+        /* A large snapshot leaves freed decode buffers behind: give them back to the system. */
+        malloc_trim(0);
+    } else {
+        nb_info("mgmt", "applied %zu mapping(s) in %llu ms", b->n_mapping,
+                (unsigned long long)(nb_now_ms() - m->batch_start_ms));
     }
     management__sync_mappings_response__free_unpacked(b, NULL);
     m->batch = NULL;
@@ -595,7 +698,7 @@ static void start_batch(struct mgmt *m, const uint8_t *data, size_t len)
     }
     m->batch = b;
     m->batch_i = 0;
-    m->batch_start_ms = nb_loop_now_ms(m->loop);
+    m->batch_start_ms = nb_now_ms();
     nb_timer_arm(m->loop, &m->watchdog, m->opts.batch_watchdog_ms);
     nb_debug("mgmt", "batch: %zu mapping(s)%s", b->n_mapping,
              b->initial_sync_complete ? ", initial sync complete" : "");
@@ -717,7 +820,7 @@ static void open_stream(struct mgmt *m)
     m->stream_opened = true;
     m->stream_initial_done = false;
     nb_strmap_deinit(&m->snapshot_ids);
-    m->connect_ms = nb_loop_now_ms(m->loop);
+    m->connect_ms = nb_now_ms();
     m->st.connects++;
     if (!m->connected) {
         m->connected = true;
@@ -775,6 +878,7 @@ static void teardown(struct mgmt *m, const char *why)
     m->ch = NULL;
     nb_defer(m->loop, &m->free_ch, free_dead_channel, m);
     m->status_inflight = m->logs_inflight = 0;
+    status_queue_clear(m);
     if (m->connected) {
         m->connected = false;
         m->st.disconnects++;
@@ -947,12 +1051,9 @@ void mgmt_free(struct mgmt *m)
     sodium_memzero(m->pending_priv, sizeof m->pending_priv);
     struct nb_strmap_iter it = {0};
     void *v;
-    while (nb_strmap_next(&m->services, &it, &v)) {
-        struct svc *s = v;
-        mapping_reset(&s->m);
-        free(s->key);
-        free(s);
-    }
+    while (nb_strmap_next(&m->services, &it, &v))
+        free(v);
+    status_queue_clear(m);
     nb_strmap_deinit(&m->services);
     memset(&it, 0, sizeof it);
     while (nb_strmap_next(&m->peers, &it, &v))
