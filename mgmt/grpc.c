@@ -429,6 +429,12 @@ static void call_deliver_messages(struct mgmt_call *c)
             }
             return;
         }
+        /* ev.data points into the queue's chunk: copy it out before consuming (consuming
+         * may free the chunk). */
+        if (ev.kind == MGMT_GRPC_DEC_DATA) {
+            memcpy(c->msg + c->msg_have, ev.data, ev.len);
+            c->msg_have += (uint32_t)ev.len;
+        }
         if (r > 0) {
             nb_bufq_consume(&c->rq, (size_t)r);
             stream_consume(c, (size_t)r);
@@ -448,9 +454,7 @@ static void call_deliver_messages(struct mgmt_call *c)
             c->msg_have = 0;
             break;
         case MGMT_GRPC_DEC_DATA:
-            memcpy(c->msg + c->msg_have, ev.data, ev.len);
-            c->msg_have += (uint32_t)ev.len;
-            break;
+            break; /* copied above */
         case MGMT_GRPC_DEC_END: {
             uint8_t *m = c->msg;
             c->msg = NULL;

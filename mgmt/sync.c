@@ -44,8 +44,8 @@
 #define LOG_RPC_MS       10000u
 #define STATUS_RPC_MS    10000u
 #define WATCHDOG_MS      120000u
-#define MAX_QUEUED       64u    /* stream messages held while a batch runs (pausing bounds it) */
-#define MAX_STATUS_QUEUE 65536u /* status updates waiting for an in-flight slot */
+#define MAX_QUEUED       64u     /* stream messages held while a batch runs (pausing bounds it) */
+#define MAX_STATUS_QUEUE 131072u /* status updates waiting (a snapshot's worth and more) */
 
 /*
  * A service as last applied: only what removal and reconciliation need (the routes themselves
@@ -237,7 +237,11 @@ static void send_status(struct mgmt *m, const char *service_id, const char *acco
         m->st.status_dropped++;
         return;
     }
-    if (m->status_inflight < m->opts.max_status_inflight && m->sq_head == NULL) {
+    /* While a batch is applied, and during the whole initial snapshot, statuses wait: the acks
+     * and CreateProxyPeer calls go first, so management serves the snapshot instead of
+     * recording thousands of statuses in the middle of it. They follow right after. */
+    if (m->batch == NULL && m->stream_initial_done &&
+        m->status_inflight < m->opts.max_status_inflight && m->sq_head == NULL) {
         send_status_now(m, service_id, account_id, status, cert_issued, error);
         return;
     }
@@ -619,6 +623,8 @@ static void batch_done(struct mgmt *m)
     m->batch = NULL;
     if (m->stream_is_sync)
         send_ack(m);
+    if (m->stream_initial_done)
+        status_flush(m);
     /* Next message: one held back while this batch ran, or resume the stream. */
     if (m->nqueued) {
         struct queued q = m->queue[0];

@@ -2,6 +2,7 @@
 #include "platform/bufq.h"
 #include "platform/err.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,8 +15,16 @@ struct nb_bufq_chunk {
     struct nb_bufq_chunk *next;
     uint32_t start; /* first unread byte */
     uint32_t end;   /* one past the last written byte */
-    uint8_t data[NB_BUFQ_CHUNK];
+    uint32_t cap;   /* NB_BUFQ_CHUNK, or NB_BUFQ_SMALL for a small first chunk */
+    uint8_t data[];
 };
+
+/*
+ * A queue that is empty and gets a small write starts with a small chunk from malloc (not from
+ * the free list): thousands of queues each holding a 60-byte gRPC message, or a response head,
+ * then cost 1 KiB each instead of 16 KiB. Bigger or further writes use standard chunks.
+ */
+#define NB_BUFQ_SMALL 1024u
 
 #define FREE_MAX 256u
 
@@ -23,16 +32,22 @@ static struct nb_bufq_chunk *free_list;
 static size_t free_count;
 static size_t live_count;
 
-static struct nb_bufq_chunk *chunk_get(void)
+static struct nb_bufq_chunk *chunk_get(bool small)
 {
-    struct nb_bufq_chunk *c = free_list;
-    if (c != NULL) {
+    struct nb_bufq_chunk *c;
+    if (small) {
+        c = malloc(sizeof *c + NB_BUFQ_SMALL);
+        if (c == NULL)
+            return NULL;
+        c->cap = NB_BUFQ_SMALL;
+    } else if ((c = free_list) != NULL) {
         free_list = c->next;
         free_count--;
     } else {
-        c = malloc(sizeof *c);
+        c = malloc(sizeof *c + NB_BUFQ_CHUNK);
         if (c == NULL)
             return NULL;
+        c->cap = NB_BUFQ_CHUNK;
     }
     c->next = NULL;
     c->start = c->end = 0;
@@ -43,7 +58,7 @@ static struct nb_bufq_chunk *chunk_get(void)
 static void chunk_put(struct nb_bufq_chunk *c)
 {
     live_count--;
-    if (free_count < FREE_MAX) {
+    if (c->cap == NB_BUFQ_CHUNK && free_count < FREE_MAX) {
         c->next = free_list;
         free_list = c;
         free_count++;
@@ -60,12 +75,13 @@ int nb_bufq_append(struct nb_bufq *q, const void *data, size_t len)
 
     /* Fill the tail first, then new chunks; on failure roll back so nothing is appended. */
     struct nb_bufq_chunk *t = q->tail;
-    size_t tail_room = t ? NB_BUFQ_CHUNK - t->end : 0;
+    size_t tail_room = t ? t->cap - t->end : 0;
+    bool small = t == NULL && len <= NB_BUFQ_SMALL;
     size_t in_tail = len < tail_room ? len : tail_room;
     size_t rest = len - in_tail;
     struct nb_bufq_chunk *chain = NULL, *last = NULL;
     while (done < rest) {
-        struct nb_bufq_chunk *c = chunk_get();
+        struct nb_bufq_chunk *c = chunk_get(small);
         if (c == NULL) {
             while (chain) {
                 struct nb_bufq_chunk *n = chain->next;
@@ -74,7 +90,7 @@ int nb_bufq_append(struct nb_bufq *q, const void *data, size_t len)
             }
             return NB_E_NOMEM;
         }
-        size_t k = rest - done < NB_BUFQ_CHUNK ? rest - done : NB_BUFQ_CHUNK;
+        size_t k = rest - done < c->cap ? rest - done : c->cap;
         memcpy(c->data, p + in_tail + done, k);
         c->end = (uint32_t)k;
         done += k;
