@@ -75,6 +75,7 @@ struct ns_tcp {
     int cb_depth;
     bool connecting, connected, paused, rx_eof, eof_delivered, shut_req, fin_sent;
     bool owner_closed, aborted_in_cb, err_delivered;
+    bool want_output; /* written since the last tcp_output: sent from the deferred call */
 };
 
 struct ns_listener {
@@ -505,6 +506,10 @@ static void attach(struct ns_tcp *s)
     tcp_sent(s->pcb, on_sent);
     tcp_err(s->pcb, on_err);
     tcp_poll(s->pcb, on_poll, POLL_TICKS);
+    /* Like TCP_NODELAY on host sockets: with Nagle on, a small response body waited for the
+     * peer's delayed ACK (about 40 ms per request through a tunnel listener). Writes are
+     * coalesced per loop turn instead (tcp_write_ defers tcp_output). */
+    tcp_nagle_disable(s->pcb);
 }
 
 /* ---- stream objects ---- */
@@ -555,6 +560,13 @@ static void stream_free(struct ns_tcp *s)
 static void on_defer(struct nb_defer *d)
 {
     struct ns_tcp *s = d->arg;
+    if (s->want_output) {
+        /* Everything the owner wrote during this loop turn leaves in as few segments as lwIP
+         * can make of it (Nagle is off: a response head and a small body go out together). */
+        s->want_output = false;
+        if (s->pcb)
+            tcp_output(s->pcb);
+    }
     if (s->owner_closed) {
         if (s->pcb == NULL)
             stream_free(s);
@@ -610,8 +622,10 @@ static int tcp_write_(struct nb_stream *bs, const void *buf, size_t len)
         schedule(s);
         rc = NB_E_NOMEM;
     }
-    if (wrote && s->pcb)
-        tcp_output(s->pcb);
+    if (wrote && s->pcb) {
+        s->want_output = true;
+        schedule(s);
+    }
     ns__timers_kick();
     return rc;
 }

@@ -41,7 +41,11 @@ struct sock_stream {
     struct nb_defer defer;
     struct nb_defer err_defer;   /* reports a failure found inside a call (connect) from the loop */
     struct nb_defer flush_defer; /* sends coalesced small writes after the current event */
-    int pending_errno;           /* failure found inside a call, reported by err_defer */
+    struct nb_defer ev_defer;    /* applies a pause/resume made outside our own I/O callback */
+    struct sockaddr_storage local; /* cached by the first addrs() that asks for it */
+    bool have_local;
+    bool in_io;        /* inside ss_on_io: the event mask is brought up to date at its end */
+    int pending_errno; /* failure found inside a call, reported by err_defer */
     int fd;
     bool connecting;
     bool paused;
@@ -83,6 +87,7 @@ static void ss_release(struct sock_stream *ss)
     nb_timer_cancel(&ss->timer);
     nb_defer_cancel(ss->base.loop, &ss->err_defer);
     nb_defer_cancel(ss->base.loop, &ss->flush_defer);
+    nb_defer_cancel(ss->base.loop, &ss->ev_defer);
     nb_defer(ss->base.loop, &ss->defer, ss_free_deferred, ss);
 }
 
@@ -165,7 +170,7 @@ static bool ss_flush(struct sock_stream *ss)
     return true;
 }
 
-static void ss_on_io(struct nb_io *io, uint32_t events)
+static void ss_on_io_inner(struct nb_io *io, uint32_t events)
 {
     struct sock_stream *ss = io->arg;
 
@@ -273,6 +278,17 @@ static void ss_on_io(struct nb_io *io, uint32_t events)
         ss_update_events(ss);
 }
 
+/* Callbacks may pause or resume this stream: the mask is updated once, at the end. */
+static void ss_on_io(struct nb_io *io, uint32_t events)
+{
+    struct sock_stream *ss = io->arg;
+    ss->in_io = true;
+    ss_on_io_inner(io, events);
+    ss->in_io = false; /* the memory lives until a deferred free */
+    if (!ss->failed && !ss->freeing && !ss->closed)
+        ss_update_events(ss);
+}
+
 static void ss_pending_failed(struct nb_defer *d)
 {
     struct sock_stream *ss = d->arg;
@@ -330,8 +346,8 @@ static int ss_write(struct nb_stream *s, const void *buf, size_t len)
         return NB_E_NOMEM;
     if (was_empty && !ss->connecting)
         nb_defer(ss->base.loop, &ss->flush_defer, ss_flush_deferred, ss);
-    else
-        ss_update_events(ss);
+    else if (!ss->flush_defer._queued)
+        ss_update_events(ss); /* the deferred flush sets the mask itself */
     return NB_OK;
 }
 
@@ -340,6 +356,18 @@ static size_t ss_queued(const struct nb_stream *s)
     return ((const struct sock_stream *)s)->wq.len;
 }
 
+static void ss_ev_deferred(struct nb_defer *d)
+{
+    struct sock_stream *ss = d->arg;
+    if (!ss->failed && !ss->freeing)
+        ss_update_events(ss);
+}
+
+/*
+ * Pausing takes effect for reads at once (the read loop checks the flag); the epoll mask is
+ * brought up to date later, at the end of our own I/O callback or from a deferred call, so a
+ * pause and resume within one event (an HTTP server between requests) costs no system call.
+ */
 static void ss_set_paused(struct nb_stream *s, bool paused)
 {
     struct sock_stream *ss = (struct sock_stream *)s;
@@ -348,8 +376,8 @@ static void ss_set_paused(struct nb_stream *s, bool paused)
     ss->paused = paused;
     if (!paused)
         ss->hup = false;
-    if (!ss->failed && !ss->freeing)
-        ss_update_events(ss);
+    if (!ss->failed && !ss->freeing && !ss->in_io)
+        nb_defer(ss->base.loop, &ss->ev_defer, ss_ev_deferred, ss);
 }
 
 static int ss_shutdown(struct nb_stream *s)
@@ -403,10 +431,15 @@ static void ss_close(struct nb_stream *s, bool abort)
 static int ss_addrs(const struct nb_stream *s, struct sockaddr_storage *local,
                     struct sockaddr_storage *peer)
 {
-    const struct sock_stream *ss = (const struct sock_stream *)s;
+    struct sock_stream *ss = (struct sock_stream *)s; /* the cache is not the caller's state */
     socklen_t l = sizeof *local;
-    if (local && getsockname(ss->fd, (struct sockaddr *)local, &l) < 0)
-        return NB_E_IO;
+    if (local && !ss->have_local) {
+        if (getsockname(ss->fd, (struct sockaddr *)&ss->local, &l) < 0)
+            return NB_E_IO;
+        ss->have_local = true;
+    }
+    if (local)
+        *local = ss->local;
     l = sizeof *peer;
     if (peer && getpeername(ss->fd, (struct sockaddr *)peer, &l) < 0)
         return NB_E_IO;
