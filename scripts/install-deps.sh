@@ -42,7 +42,7 @@ pkgs=(build-essential cmake pkg-config dpkg-dev clang clang-format
       libnghttp2-dev libcurl4-openssl-dev libcjson-dev libcmocka-dev libc-ares-dev)
 if [ $want_test = 1 ]; then
     pkgs+=(libclang-rt-14-dev wireguard-go wireguard-tools iproute2 iputils-ping
-           iperf3 curl python3 procps
+           iperf3 curl python3 procps openssl ca-certificates # openssl: tests/unit/tls peers
            dnsmasq-base # dnsmasq-base: the binary only, no system service (tests/unit/platform/dns.c)
            nginx)       # tests/interop/http_test.sh runs its own instance (see the --bench note)
     # Node.js for tests/interop/node (backends and clients of http_test.sh). Debian's nodejs and
