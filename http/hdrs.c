@@ -67,7 +67,7 @@ int http_hdrs_add_copy(struct http_hdrs *h, const char *name, const char *value)
     return http_hdrs_add(h, n, nl, v, vl);
 }
 
-bool http_ieq(const char *s, size_t n, const char *lit)
+bool http_ieq_full(const char *s, size_t n, const char *lit)
 {
     size_t i = 0;
     for (; i < n; i++) {

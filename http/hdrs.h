@@ -60,7 +60,17 @@ unsigned http_hdrs_count(const struct http_hdrs *h, const char *name);
 const char *http_hdrs_join(const struct http_hdrs *h, const char *name, size_t *len);
 
 /* Case-insensitive equality of a slice and a NUL-terminated ASCII string. */
-bool http_ieq(const char *s, size_t n, const char *lit);
+bool http_ieq_full(const char *s, size_t n, const char *lit);
+/* The same, inline: most calls compare a field name with a name it is not, and the first byte
+ * (OR 0x20 folds ASCII case; equal bytes stay equal) tells them apart without a call. */
+static inline bool http_ieq(const char *s, size_t n, const char *lit)
+{
+    if (n == 0)
+        return lit[0] == '\0';
+    if (((unsigned char)s[0] | 0x20) != ((unsigned char)lit[0] | 0x20))
+        return false;
+    return http_ieq_full(s, n, lit);
+}
 /* True when the comma-separated list value contains `token` (case-insensitive, OWS trimmed). */
 bool http_list_has(const char *value, size_t len, const char *token);
 
