@@ -460,6 +460,8 @@ static int start_mgmt(struct app *app, const struct nb_config *cfg, const char *
         .private_mode = cfg->private_mode,
         .batch_watchdog_ms = cfg->batch_watchdog_ms,
         .dns = app->dns,
+        /* Go's crypto/x509 reads the system roots from SSL_CERT_FILE when it is set */
+        .ca_file = getenv("SSL_CERT_FILE"),
     };
     struct mgmt_hooks hooks = {
         .arg = app,

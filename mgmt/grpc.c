@@ -26,6 +26,7 @@
 #include "platform/log.h"
 #include "platform/loop.h"
 #include "platform/sock.h"
+#include "tls/tls.h"
 
 #include <nghttp2/nghttp2.h>
 #include <sodium.h>
@@ -864,6 +865,17 @@ out:
 
 static void dial_next(struct mgmt_grpc *ch);
 
+static const char err_no_h2[] = "management's TLS server did not select ALPN h2";
+
+/* A TLS stream from tls/ must have agreed on "h2"; another dialer's TLS is trusted as is. */
+static bool alpn_is_h2(const struct nb_stream *s)
+{
+    struct tls_info info;
+    if (!tls_stream_is(s))
+        return true;
+    return tls_stream_info(s, &info) == NB_OK && strcmp(info.alpn, "h2") == 0;
+}
+
 static void s_on_connect(void *arg, struct nb_stream *s, const char *err)
 {
     struct mgmt_grpc *ch = arg;
@@ -875,6 +887,12 @@ static void s_on_connect(void *arg, struct nb_stream *s, const char *err)
         ch->last_err = err;
         ch->addr_i++;
         dial_next(ch);
+        return;
+    }
+    if (ch->tls && !alpn_is_h2(s)) {
+        /* grpc-go refuses a TLS peer that did not select h2 (its ALPN enforcement): so do we,
+         * rather than speak HTTP/2 to a server that agreed to something else. */
+        ch_fail(ch, err_no_h2); /* closes ch->s (== s) */
         return;
     }
     if (session_new(ch) != NB_OK) {

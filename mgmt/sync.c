@@ -26,6 +26,8 @@
 #include "platform/log.h"
 #include "platform/loop.h"
 #include "platform/strmap.h"
+#include "platform/sock.h"
+#include "tls/tls.h"
 
 #include <ctype.h>
 #include <malloc.h>
@@ -112,6 +114,11 @@ struct mgmt {
     struct mgmt_opts opts; /* strings below are our copies */
     char *url, *token, *proxy_id, *version, *address;
     struct mgmt_grpc_target target;
+    /* https:// management: TLS over host TCP, ALPN h2, verified against ca_file / system roots.
+     * Channels dial through &tls.base; both outlive every channel (mgmt_free). */
+    struct tls_ctx *tls_ctx;
+    struct tls_dialer tls;
+    struct nb_dialer tcp;
     struct mgmt_grpc *ch;
     struct mgmt_call *stream;
     bool stream_is_sync;
@@ -941,6 +948,7 @@ static void connect_now(struct mgmt *m)
         .port = m->target.port,
         .dns = m->opts.dns,
         .tls = m->target.tls,
+        .dialer = m->tls_ctx ? &m->tls.base : NULL,
         .token = m->token,
         .allow_insecure = m->opts.allow_insecure,
         .keepalive_ms = m->keepalive_ms,
@@ -954,6 +962,42 @@ static void connect_now(struct mgmt *m)
 }
 
 /* ---- API ---- */
+
+static int host_dial(void *ctx, const struct sockaddr *dst, const struct nb_stream_cbs *cbs,
+                     void *arg, struct nb_stream **out)
+{
+    /* no timeout of its own: the channel's connect timeout covers dial + TLS + SETTINGS */
+    return nb_tcp_connect(ctx, dst, 0, cbs, arg, out);
+}
+
+/* The TLS client for an https:// management URL (spec §2.1: system roots, ALPN h2). */
+static int tls_setup(struct mgmt *m, char *err, size_t errlen)
+{
+    const char *ca = m->opts.ca_file && m->opts.ca_file[0] ? m->opts.ca_file : TLS_SYSTEM_CA_FILE;
+    struct tls_client_opts co = {.ca_file = ca, .alpn = "h2"};
+    int rc = tls_ctx_new_client(&co, &m->tls_ctx);
+    if (rc != NB_OK) {
+        m->tls_ctx = NULL;
+        if (rc == NB_E_NOMEM)
+            snprintf(err, errlen, "out of memory");
+        else
+            snprintf(err, errlen, "%s: cannot load the trust anchors from %s (%s)%s", m->url, ca,
+                     nb_strerror(rc),
+                     ca == m->opts.ca_file ? " (SSL_CERT_FILE)"
+                                           : ": install ca-certificates or set SSL_CERT_FILE");
+        return rc;
+    }
+    m->tcp = (struct nb_dialer){host_dial, m->loop};
+    struct tls_connect_opts o = {.server_name = m->target.host, .alpn = "h2"};
+    rc = tls_dialer_init(&m->tls, m->tls_ctx, &m->tcp, &o);
+    if (rc != NB_OK) {
+        tls_ctx_unref(m->tls_ctx);
+        m->tls_ctx = NULL;
+        snprintf(err, errlen, "%s: cannot set up TLS (%s)", m->url, nb_strerror(rc));
+        return rc;
+    }
+    return NB_OK;
+}
 
 int mgmt_new(struct nb_loop *loop, const struct mgmt_opts *opts, const struct mgmt_hooks *hooks,
              struct mgmt **out, char *err, size_t errlen)
@@ -1006,11 +1050,16 @@ int mgmt_new(struct nb_loop *loop, const struct mgmt_opts *opts, const struct mg
         mgmt_free(m);
         return NB_E_INVAL;
     }
+    if (m->target.tls && tls_setup(m, err, errlen) != NB_OK) {
+        mgmt_free(m);
+        return NB_E_INVAL;
+    }
     struct mgmt_grpc_opts check = {.authority = m->target.authority,
                                    .host = m->target.host,
                                    .port = m->target.port,
                                    .dns = m->opts.dns,
                                    .tls = m->target.tls,
+                                   .dialer = m->tls_ctx ? &m->tls.base : NULL,
                                    .token = m->token,
                                    .allow_insecure = m->opts.allow_insecure};
     const char *why = mgmt_grpc_opts_check(&check);
@@ -1025,7 +1074,7 @@ int mgmt_new(struct nb_loop *loop, const struct mgmt_opts *opts, const struct mg
         why = NULL;
     }
     if (why) {
-        /* Fail at start-up with the reason (an https URL before the TLS stream exists, ...). */
+        /* Fail at start-up with the reason (no authority, a name without a resolver, ...). */
         snprintf(err, errlen, "%s: %s", m->url, why);
         mgmt_free(m);
         return NB_E_UNSUPPORTED;
@@ -1049,6 +1098,10 @@ void mgmt_free(struct mgmt *m)
         mgmt_unary_cancel(m->peer_rpc);
     mgmt_grpc_free(m->ch);
     mgmt_grpc_free(m->dead_ch);
+    if (m->tls_ctx) { /* after the channels: their streams hold their own ctx reference */
+        tls_dialer_deinit(&m->tls);
+        tls_ctx_unref(m->tls_ctx);
+    }
     if (m->batch)
         management__sync_mappings_response__free_unpacked(m->batch, NULL);
     for (uint32_t i = 0; i < m->nqueued; i++)

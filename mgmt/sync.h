@@ -54,6 +54,9 @@ struct mgmt_opts {
     bool private_mode;
     uint64_t batch_watchdog_ms; /* 0 = 2 minutes */
     struct nb_dns *dns;         /* resolves the management host name; must outlive the worker */
+    /* https:// management: the trust anchors (a PEM bundle); NULL = the system roots
+     * (TLS_SYSTEM_CA_FILE). main passes SSL_CERT_FILE, which Go's crypto/x509 honours too. */
+    const char *ca_file;
     /* Backoff (spec §2.3): initial 800 ms, x1.7, +-100 % jitter, at most 10 s. 0 = those. */
     uint32_t backoff_initial_ms;
     uint32_t backoff_max_ms;

@@ -8,7 +8,8 @@
 #
 #   18700 double (gRPC)  18701 its control   18702 nbproxy health   18703 nbproxy --http-addr
 #   18711 backend "one"  18712 backend "two"
-#   18720-18723 check 4 (double, control, health, http)   18730-18735 check 6   18740-18749 check 10
+#   18720-18723 check 4 (double, control, health, http)   18730-18735 check 6   18742, 18749 check 10
+#   18740, 18741, 18743-18748 check 15
 #
 # Checks: 1 the snapshot in three batches with an ack between each, the init message;
 # 2 incremental create/modify/remove served end to end; 3 reconciliation after a reconnect;
@@ -18,7 +19,8 @@
 # 8 access logs to management; 9 health before/after the stream and the snapshot; 10 seed 004's
 # environment; 11 a malformed mapping inside a batch; 12 management's send-queue overflow forces
 # a resync; 13 a revoked token ends the stream; 14 management stops answering: the batch
-# watchdog. Check 1 also reads the sync series on /metrics. docs/testing.md lists every assertion.
+# watchdog; 15 https:// management (TLS against grpc-js, verification and ALPN refusals,
+# SSL_CERT_FILE). Check 1 also reads the sync series on /metrics. docs/testing.md lists every assertion.
 # NBT_KEEP=1 keeps the work directory (logs, records, access logs).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -700,6 +702,79 @@ r=$(hcode http://127.0.0.1:18742/healthz/ready)
 n=$(grep -c 'reconnecting in' "$work/seedb.err")
 [ "$r" = 503 ] && [ "$n" -ge 2 ] && ok "10b: not ready (503), retrying ($n attempts)" || bad "10b: ready $r, attempts $n"
 stop_pid $seedb_PID
+
+# ---- 15: https:// management (TLS, ALPN h2) ----------------------------------------------------------
+# A PKI made here with the openssl command line: a CA and a leaf for DNS:localhost only. The double
+# serves gRPC over TLS (grpc-js); nbproxy trusts the CA through SSL_CERT_FILE, as Go does.
+pki=$work/pki
+mkdir -p "$pki"
+if (cd "$pki" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+        -subj "/CN=nbproxy test management CA" -days 2 &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr -subj "/CN=localhost" &&
+    printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' > ext &&
+    openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -set_serial 15 -days 2 -extfile ext -out leaf.pem) \
+    > "$work/pki.log" 2>&1; then
+    cat > "$work/services15.json" <<JSON
+[{"id":"t1","account_id":"acct-t","domain":"t1.proxy.test","mode":"http",
+  "path":[{"path":"/","target":"http://127.0.0.1:$B1/","options":{"direct_upstream":true}}]}]
+JSON
+    start_double d15 --port 18743 --control-port 18744 --token "$TOKEN" --services "$work/services15.json" \
+        --tls-cert "$pki/leaf.pem" --tls-key "$pki/leaf.key"
+    # no NB_PROXY_ALLOW_INSECURE: over TLS the token may be sent
+    start_nb nb15 NB_PROXY_TOKEN="$TOKEN" SSL_CERT_FILE="$pki/ca.pem" -- --mgmt https://localhost:18743 --domain proxy.test \
+        --health-addr 127.0.0.1:18745 --http-addr 127.0.0.1:18746
+    # the same CA trusted, but the URL names 127.0.0.1, which the certificate does not cover
+    start_nb nb15b NB_PROXY_TOKEN="$TOKEN" SSL_CERT_FILE="$pki/ca.pem" -- --mgmt https://127.0.0.1:18743 --domain proxy.test \
+        --health-addr 127.0.0.1:18747
+    # the system roots only: the test CA is not among them
+    start_nb nb15c NB_PROXY_TOKEN="$TOKEN" -- --mgmt https://localhost:18743 --domain proxy.test --health-addr 127.0.0.1:18748
+    # a TLS server that agrees to no ALPN protocol (openssl s_server without -alpn)
+    openssl s_server -accept 127.0.0.1:18741 -cert "$pki/leaf.pem" -key "$pki/leaf.key" -quiet < /dev/null \
+        > "$work/s_server.out" 2>&1 &
+    ssrv=$!
+    pids+=($ssrv)
+    wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/18741"
+    start_nb nb15d NB_PROXY_TOKEN="$TOKEN" SSL_CERT_FILE="$pki/ca.pem" -- --mgmt https://localhost:18741 --domain proxy.test \
+        --health-addr 127.0.0.1:18740
+    pyck MC=18744 <<'PY'
+ready = M.wait(lambda: M.health(18745, "/healthz/startup") == 200, 20)
+check(ready, "15: https://localhost management with SSL_CERT_FILE: the snapshot completes (/healthz/startup 200)")
+eq(M.through(18746, "t1.proxy.test"), (200, b"backend-one\n"), "15: ... and the mapping it sent serves traffic")
+st = M.state(ENV["MC"])
+names = sorted({r["rpc"] for r in st["rpcs"]})
+check("SyncMappings" in names, "15: the double (grpc-js over TLS) saw the RPCs", names)
+check(st["rpcs"] and all(r["metadata"].get("authorization") == "Bearer " + ENV["TOKEN"] for r in st["rpcs"]),
+      "15: every RPC over TLS carries the bearer token (no NB_PROXY_ALLOW_INSECURE needed)")
+def failed(name, what):
+    return [l for l in M.log_lines(ENV["WORK"] + "/" + name + ".err") if "failed: " + what in l]
+for name, why, port in (("nb15b", "a URL host (127.0.0.1) the certificate does not name", 18747),
+                        ("nb15c", "the system roots, which lack the test CA", 18748)):
+    fl = M.wait(lambda: failed(name, "TLS certificate verification failed"), 10)
+    check(fl, "15: %s: the connection fails with 'TLS certificate verification failed'" % why,
+          M.log_lines(ENV["WORK"] + "/" + name + ".err")[-3:])
+    eq(M.health(port, "/healthz/ready"), 503, "15: ... and the proxy is not ready")
+fl = M.wait(lambda: failed("nb15d", "management's TLS server did not select ALPN h2"), 10)
+check(fl, "15: a TLS server that selects no ALPN protocol is refused (grpc-go's ALPN enforcement)",
+      M.log_lines(ENV["WORK"] + "/nb15d.err")[-3:])
+PY
+    for p in $nb15_PID $nb15b_PID $nb15c_PID $nb15d_PID $ssrv $d15_PID; do stop_pid $p; done
+    # an unreadable SSL_CERT_FILE stops start-up with the reason
+    env NB_PROXY_TOKEN="$TOKEN" SSL_CERT_FILE=/nonexistent/ca.pem "$bin" --mgmt https://localhost:18743 --domain proxy.test \
+        --health-addr 127.0.0.1:18740 > /dev/null 2> "$work/nb15e.err" &
+    e=$!
+    pids+=($e)
+    wait_for 10 bash -c "! kill -0 $e"
+    wait $e
+    rc=$?
+    if [ $rc -ne 0 ] && grep -q "cannot load the trust anchors from /nonexistent/ca.pem.*SSL_CERT_FILE" "$work/nb15e.err"; then
+        ok "15: an unreadable SSL_CERT_FILE stops start-up (exit $rc) naming the file and the variable"
+    else
+        bad "15: SSL_CERT_FILE=/nonexistent: exit $rc: $(tail -3 "$work/nb15e.err")"
+    fi
+else
+    bad "15: cannot make the test PKI: $(tail -5 "$work/pki.log")"
+fi
 
 # ---- the end: nbproxy exits cleanly ------------------------------------------------------------------
 kill -TERM "$nb1_PID"

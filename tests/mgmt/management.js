@@ -102,7 +102,7 @@ const path = require('path');
 const argv = process.argv.slice(2);
 const opt = { port: 0, controlPort: 0, tokens: [], batch: Number(process.env.NB_PROXY_SNAPSHOT_BATCH_SIZE) || 500,
   queue: 100, syncUnimplemented: false, authFailLimit: 5, record: null, services: null, refuse: false, mint: false,
-  hold: false, lean: false, pauseAfter: -1 };
+  hold: false, lean: false, pauseAfter: -1, tlsCert: null, tlsKey: null };
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   const val = () => {
@@ -124,13 +124,15 @@ for (let i = 0; i < argv.length; i++) {
     case '--hold-snapshot': opt.hold = true; break;
     case '--lean': opt.lean = true; break;
     case '--pause-after': opt.pauseAfter = Number(val()); break;
+    case '--tls-cert': opt.tlsCert = val(); break; // PEM chain: serve gRPC over TLS (grpc-js, ALPN h2)
+    case '--tls-key': opt.tlsKey = val(); break;
     default: usage(`unknown argument ${a}`);
   }
 }
 function usage(msg) {
   console.error(`management.js: ${msg}\nusage: node management.js --mint | [--port N] [--control-port N] ` +
     '[--token T]... [--services FILE] [--batch N] [--queue N] [--sync-unimplemented] [--auth-fail-limit N] ' +
-    '[--hold-snapshot] [--pause-after N] [--lean] [--record FILE] [--refuse]');
+    '[--hold-snapshot] [--pause-after N] [--lean] [--record FILE] [--refuse] [--tls-cert PEM --tls-key PEM]');
   process.exit(2);
 }
 if (!(opt.batch >= 1) || !(opt.queue >= 1) || !(opt.port >= 0) || !(opt.controlPort >= 0)) usage('bad number');
@@ -789,7 +791,10 @@ function startControl() {
   ctl.listen(opt.controlPort, '127.0.0.1', () => process.stdout.write('CONTROL ' + ctl.address().port + '\n'));
 }
 
-server.bindAsync('127.0.0.1:' + opt.port, grpc.ServerCredentials.createInsecure(), (e, port) => {
+const creds = opt.tlsCert
+  ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: fs.readFileSync(opt.tlsCert), private_key: fs.readFileSync(opt.tlsKey) }], false)
+  : grpc.ServerCredentials.createInsecure();
+server.bindAsync('127.0.0.1:' + opt.port, creds, (e, port) => {
   if (e) {
     console.error('management.js: cannot listen on 127.0.0.1:' + opt.port + ': ' + e.message);
     process.exit(1);
