@@ -18,7 +18,8 @@ done
 
 export DEBIAN_FRONTEND=noninteractive
 
-# lwIP is built from Debian's *source* package, so deb-src must be enabled.
+# lwIP and wolfSSL are built from Debian's *source* packages (scripts/fetch-lwip.sh,
+# scripts/fetch-wolfssl.sh), so deb-src must be enabled.
 if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
     cat > /etc/apt/sources.list.d/nbproxy-deb-src.sources <<'SRC'
 Types: deb-src
@@ -37,8 +38,11 @@ fi
 
 apt-get update -qq
 
-pkgs=(build-essential cmake pkg-config dpkg-dev clang clang-format
-      libsodium-dev libwolfssl-dev libprotobuf-c-dev protobuf-c-compiler
+# dpkg-dev + xz-utils: `apt-get source` unpacks and patches the source packages; util-linux: flock
+# in fetch-wolfssl.sh. No libwolfssl-dev: wolfSSL is built from source (configure with
+# -DNB_WOLFSSL_SOURCE=OFF and install libwolfssl-dev to use Debian's shared library instead).
+pkgs=(build-essential cmake pkg-config dpkg-dev xz-utils util-linux clang clang-format
+      libsodium-dev libprotobuf-c-dev protobuf-c-compiler
       libnghttp2-dev libcurl4-openssl-dev libcjson-dev libcmocka-dev libc-ares-dev)
 if [ $want_test = 1 ]; then
     pkgs+=(libclang-rt-14-dev wireguard-go wireguard-tools iproute2 iputils-ping
