@@ -45,7 +45,10 @@ defs=(
     -DWOLFSSL_ASN_TEMPLATE             # needed by custom extensions (5.6 makes it the default)
     -DWOLFSSL_CUSTOM_OID -DHAVE_OID_ENCODING # wc_SetCustomExtension: ACME tls-alpn-01 certificate
     -DFP_ECC                           # fixed-point ECC tables (Debian's build has them too)
+    -DWOLFSSL_SP_MATH_ALL              # the default math, named for the line below
 )
+# Like Debian's (autotools) build: sp_int.c's x86_64 inline assembly for big-number arithmetic.
+[ "$(uname -m)" = x86_64 ] && defs+=(-DWOLFSSL_SP_X86_64)
 # Any change to this script (options or steps) rebuilds: the stamp records its checksum.
 config="wolfssl $want_upstream, fetch-wolfssl.sh $(cksum <"$0" | cut -d' ' -f1)"
 
@@ -97,7 +100,9 @@ cmake --build "$bld" -j"${NB_WOLFSSL_JOBS:-$(nproc)}" >>"$deps/wolfssl-build.log
 # installed headers test.
 opts_h="$out.new/include/wolfssl/options.h"
 extra=$(grep -E '^#define [A-Za-z0-9_]+' "$bld/config.h" | while read -r _ name val; do
-    grep -rqw -- "$name" "$out.new/include" && printf '#ifndef %s\n#define %s %s\n#endif\n' "$name" "$name" "$val"
+    if grep -rqw -- "$name" "$out.new/include"; then
+        printf '#ifndef %s\n#define %s %s\n#endif\n' "$name" "$name" "$val"
+    fi
 done)
 [ -n "$extra" ] || { echo "fetch-wolfssl: nothing taken from config.h (layout changed?)" >&2; exit 1; }
 awk -v extra="/* from the build's config.h (scripts/fetch-wolfssl.sh) */
