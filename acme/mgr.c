@@ -862,13 +862,13 @@ struct tls_cert *acme_cert_for(struct acme_mgr *m, const char *sni, bool ecdsa_o
     struct dom *d = find(m, sni);
     if (!d || !d->cert)
         return NULL;
-    return tls_cert_ref(d->cert);
+    return d->cert;
 }
 
 struct tls_cert *acme_challenge_cert(struct acme_mgr *m, const char *sni)
 {
     struct dom *d = sni ? find(m, sni) : NULL;
-    return d && d->chall ? tls_cert_ref(d->chall) : NULL;
+    return d ? d->chall : NULL;
 }
 
 static bool host_ok(void *arg, const char *host)

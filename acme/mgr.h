@@ -21,9 +21,10 @@
  * retried after retry_ms (1 min). Renewal at acme_renew_at() while the old certificate keeps
  * serving.
  *
- * Ownership: the manager copies every option string. Certificates returned by the lookups carry
- * a reference for the caller (tls_select_fn semantics). Callbacks run from the loop, never from
- * inside a call into the manager.
+ * Ownership: the manager copies every option string. Certificates returned by the lookups are
+ * borrowed (tls_select_fn semantics: the manager holds the reference, the TLS stream takes its
+ * own); they stay valid until control returns to the loop. Callbacks run from the loop, never
+ * from inside a call into the manager.
  */
 
 #include "acme/http01.h"
@@ -77,11 +78,12 @@ int acme_mgr_add(struct acme_mgr *m, const char *domain);
  * (the cache file stays). */
 void acme_mgr_remove(struct acme_mgr *m, const char *domain);
 
-/* For a certificate selector: the certificate for sni (referenced for the caller) or NULL
+/* For a certificate selector: the certificate for sni (borrowed) or NULL
  * (unknown host, empty SNI, no dot, not ready). ecdsa_ok is accepted for the RSA fallback that
  * is not built: the ECDSA certificate is returned either way. */
 struct tls_cert *acme_cert_for(struct acme_mgr *m, const char *sni, bool ecdsa_ok);
-/* For a selector when hello->acme_only: the tls-alpn-01 certificate for sni, or NULL. */
+/* For a selector when hello->acme_only: the tls-alpn-01 certificate for sni (borrowed), or
+ * NULL. */
 struct tls_cert *acme_challenge_cert(struct acme_mgr *m, const char *sni);
 
 /* The --acme-addr handler (acme/http01.h rules) over this manager's domains and tokens. The

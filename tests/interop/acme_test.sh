@@ -237,5 +237,9 @@ fi
 stop_pid $E2E_PID
 check "8 STATS renewals >= 1" grep -Eq '^STATS .*renewals=[1-9]' e2e-5.out
 
+# sanitizer builds (NBPROXY_BIN from build-*-asan): no report in any acme_e2e run
+check "no AddressSanitizer / LeakSanitizer / UBSan report from acme_e2e" \
+    bash -c "! grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' e2e-*.out.err"
+
 echo "[acme] $pass passed, $fail failed"
 [ $fail -eq 0 ]

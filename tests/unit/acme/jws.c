@@ -218,7 +218,9 @@ static void test_jws_es256(void **st)
     /* a nonce with a quote is escaped, not injected */
     j = acme_jws(&k, "k\"id", "n0nce", "https://ca.test/x", "{}");
     assert_non_null(j);
-    assert_non_null(cJSON_Parse(j) ? j : NULL);
+    cJSON *parsed = cJSON_Parse(j);
+    assert_non_null(parsed);
+    cJSON_Delete(parsed);
     free(j);
     assert_null(acme_jws(&k, NULL, NULL, "https://ca.test/x", "{}"));
     acme_key_free(&k);
