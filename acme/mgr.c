@@ -31,6 +31,7 @@
 #define MOD           "acme"
 #define MAX_HOSTS     4 /* distinct CA hosts (directory, and any other the CA points to) */
 #define LOCK_RETRY_MS 100
+#define DISK_POLL_MS  5000
 
 struct ca_host {
     char host[256];
@@ -56,6 +57,7 @@ struct dom {
     bool running;             /* an attempt (lock wait or flow) is on */
     struct nb_timer t;        /* prefetch / lock retry / flow wait / renewal / retry */
     struct nb_timer deadline; /* per attempt */
+    struct nb_timer poll;     /* disk poll while an attempt runs without a certificate */
     int lock_fd;
     enum { T_NONE, T_START, T_LOCK, T_FLOW } tkind;
     /* the HTTP request in flight */
@@ -244,6 +246,7 @@ static void end_attempt(struct dom *d)
     d->flow = NULL;
     unlock(d);
     nb_timer_cancel(&d->deadline);
+    nb_timer_cancel(&d->poll);
     nb_timer_cancel(&d->t);
     d->tkind = T_NONE;
     d->running = false;
@@ -330,6 +333,23 @@ static void on_deadline(struct nb_timer *t)
     attempt_failed(d, "timed out");
 }
 
+/* Another replica may finish first (spec/proxy.md §7.2: the disk is polled every 5 s). */
+static void on_poll(struct nb_timer *t)
+{
+    struct dom *d = t->arg;
+    bool due;
+    struct tls_cert *c = d->running && !d->cert ? load_cached(d->m, d->name, &due) : NULL;
+    if (c && !due) {
+        nb_info(MOD, "%s: certificate appeared in the cache during the attempt", d->name);
+        end_attempt(d);
+        set_cert(d, c, false);
+        return;
+    }
+    tls_cert_unref(c);
+    if (d->running)
+        nb_timer_arm(d->m->loop, &d->poll, DISK_POLL_MS);
+}
+
 static void start_attempt(struct dom *d)
 {
     if (d->running)
@@ -348,6 +368,8 @@ static void start_attempt(struct dom *d)
     if (d->state != ACME_D_READY)
         d->state = ACME_D_IN_PROGRESS;
     nb_timer_arm(d->m->loop, &d->deadline, d->m->deadline_ms);
+    if (!d->cert)
+        nb_timer_arm(d->m->loop, &d->poll, DISK_POLL_MS);
     try_lock(d);
 }
 
@@ -836,6 +858,7 @@ int acme_mgr_add(struct acme_mgr *m, const char *domain)
     d->lock_fd = -1;
     nb_timer_init(&d->t, on_timer, d);
     nb_timer_init(&d->deadline, on_deadline, d);
+    nb_timer_init(&d->poll, on_poll, d);
     d->next = m->doms;
     m->doms = d;
     d->tkind = T_START;

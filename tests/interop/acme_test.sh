@@ -14,7 +14,8 @@
 # 0600, EC key then chain, openssl verify of the chain, no transient files left); 4 the http-01
 # handler rules on --acme-addr (403/404/200/302/400); 5 restart: both certificates from the
 # cache, no new order at pebble; 6 the flock lock: no order while another holder has
-# <domain>.lock, issuance once released; 7 pebble with externalAccountBindingRequired: refused
+# <domain>.lock, a certificate the other holder writes is picked up by the 5 s disk poll,
+# issuance once the lock is released; 7 pebble with externalAccountBindingRequired: refused
 # without EAB, issued with --eab-kid/--eab-key (HS256); 8 renewal with 30 s certificates
 # (pebble's certificateValidityPeriod): a second order once a third of the lifetime is left.
 # Pebble rejects 5 % of good nonces in phase 2 (its default), so badNonce retries are exercised.
@@ -189,23 +190,35 @@ stop_pid $E2E_PID
 check "5 restart: no new order at pebble, STATS orders=0 from_cache=2" \
     bash -c "test $(count 'Added order' pebble-a.log) = $orders_before && grep -q '^STATS orders=0 issued=0 from_cache=2' e2e-2.out"
 
-# 6 the flock lock
-L=l.acme.test
+# 6 the flock lock (another replica): L1 is finished by the other replica (its cache entry
+# appears while the lock is held: the disk poll picks it up); L2's lock is released without an
+# entry, then the order runs.
+L1=l1.acme.test L2=l2.acme.test
 python3 -c 'import fcntl, sys, time
-f = open(sys.argv[1], "a")
-fcntl.flock(f, fcntl.LOCK_EX)
+fs = [open(p, "a") for p in sys.argv[1:]]
+for f in fs:
+    fcntl.flock(f, fcntl.LOCK_EX)
 print("locked", flush=True)
-time.sleep(60)' "$D1/$L.lock" >holder.out &
+time.sleep(60)' "$D1/$L1.lock" "$D1/$L2.lock" >holder.out &
 HOLDER=$!
 pids+=($HOLDER)
 wait_for 5 grep -q locked holder.out
 orders_before=$(count "Added order" pebble-a.log)
-start_e2e e2e-3.out --cert-dir "$D1" $L || bad "acme_e2e (lock) did not start"
+start_e2e e2e-3.out --cert-dir "$D1" $L1 $L2 || bad "acme_e2e (lock) did not start"
 sleep 2
-check "6 while another process holds $L.lock: no order, no certificate" \
+check "6 while another process holds the locks: no order, no certificate" \
     bash -c "test $(count 'Added order' pebble-a.log) = $orders_before && ! grep -q '^READY' e2e-3.out"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout l1.key -out l1.pem \
+    -days 30 -subj "/CN=$L1" -addext "subjectAltName=DNS:$L1" 2>/dev/null
+openssl ec -in l1.key -out l1.entry 2>/dev/null && cat l1.pem >>l1.entry && chmod 600 l1.entry &&
+    mv l1.entry "$D1/$L1"
+check "6 the other replica's certificate for $L1 is picked up from the cache (lock still held)" \
+    wait_for 15 ready $L1 0 e2e-3.out
+check "6 ... and served: the selector gives that certificate" \
+    bash -c "echo | openssl s_client -connect 127.0.0.1:$TP -servername $L1 2>/dev/null | openssl x509 -noout -fingerprint | cmp -s - <(openssl x509 -in l1.pem -noout -fingerprint)"
+check "6 no order for $L1" test "$(count 'Added order' pebble-a.log)" = "$orders_before"
 stop_pid $HOLDER
-check "6 once the lock is released the certificate is issued" wait_for 30 ready $L 1 e2e-3.out
+check "6 once the lock on $L2 is released the certificate is issued" wait_for 30 ready $L2 1 e2e-3.out
 stop_pid $E2E_PID
 stop_pid $PEBBLE_PID
 
