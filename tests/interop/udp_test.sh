@@ -203,7 +203,7 @@ for _ in $(seq 100); do kill -0 $pp 2>/dev/null || { wait $pp; rc=$?; break; }; 
 [ "$rc" = 0 ] && ok "9a. nbproxy exited 0 after SIGTERM" || bad "9a. exit status after SIGTERM: '$rc'"
 check "9b. access log: one udp record per session ($total), fields as spec/proxy.md §8.3" \
     "$(python3 "$here/udpcheck.py" alog 0 "$work/access.log" "$total")"
-if grep -q 'ERROR: AddressSanitizer\|runtime error:' "$work/nbproxy.log"; then
+if grep -q 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' "$work/nbproxy.log"; then
     bad "sanitizer report in nbproxy's log: $(grep -m1 -A3 'AddressSanitizer\|runtime error:' "$work/nbproxy.log")"
 fi
 
