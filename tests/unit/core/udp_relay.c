@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "core/proxy.h"
 #include "core/udp_relay.h"
 #include "http/accesslog.h"
 #include "platform/addr.h"
@@ -480,6 +481,154 @@ static void test_flood_one_client(void **state)
     h_stop(&h);
 }
 
+/* ---- the udp mode of nb_proxy_apply (spec/proxy.md §3.5): setup, errors, re-add, removal,
+ * drain. Port 18660 (this test's allotment) on 127.0.0.1. ---- */
+
+#define PROXY_PORT 18660
+
+static int no_tcp_dial(void *ctx, const struct sockaddr *dst, const struct nb_stream_cbs *cbs,
+                       void *arg, struct nb_stream **out)
+{
+    (void)ctx, (void)dst, (void)cbs, (void)arg, (void)out;
+    return NB_E_UNSUPPORTED;
+}
+
+static struct nb_mapping udp_mapping(const char *id, int32_t port, const char *target,
+                                     uint64_t idle_ms)
+{
+    static struct nb_path_mapping pm;
+    memset(&pm, 0, sizeof pm);
+    pm.target = (char *)target;
+    pm.options.session_idle_timeout_ms = idle_ms;
+    struct nb_mapping m = {.type = NB_UPDATE_CREATED,
+                           .id = (char *)id,
+                           .account_id = "acct",
+                           .mode = "udp",
+                           .domain = "udp.example",
+                           .listen_port = port,
+                           .paths = &pm,
+                           .n_paths = 1};
+    return m;
+}
+
+static bool port_free(void)
+{
+    struct sockaddr_storage a;
+    nb_addr_from_ip("127.0.0.1", PROXY_PORT, &a, NULL);
+    int fd = nb_udp_bind((struct sockaddr *)&a);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
+/* One echo from a fresh client socket through the proxy's port; true if it came back. */
+static bool proxy_echo(int *fd_out)
+{
+    struct sockaddr_storage la, pa;
+    nb_addr_from_ip("127.0.0.1", 0, &la, NULL);
+    nb_addr_from_ip("127.0.0.1", PROXY_PORT, &pa, NULL);
+    int fd = nb_udp_bind((struct sockaddr *)&la);
+    assert_true(fd >= 0);
+    assert_int_equal(
+        sendto(fd, "hey", 3, 0, (struct sockaddr *)&pa, nb_addr_len((struct sockaddr *)&pa)), 3);
+    char buf[16];
+    ssize_t n = -1;
+    for (int i = 0; i < 200 && n < 0; i++) {
+        n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n < 0)
+            nb_loop_run_once(loop, 5);
+    }
+    if (fd_out)
+        *fd_out = fd;
+    else
+        close(fd);
+    return n == 3 && memcmp(buf, "hey", 3) == 0;
+}
+
+static void test_proxy_udp_mode(void **state)
+{
+    (void)state;
+    memset(&net, 0, sizeof net);
+    nrecs = 0;
+    skew = 0;
+    struct nb_access_log *log;
+    assert_int_equal(nb_access_log_new(NULL, NULL, &log), NB_OK);
+    assert_int_equal(nb_access_log_add_sink(log, sink, NULL), NB_OK);
+    struct nb_proxy_opts po = {.listen_host = "127.0.0.1", .wg_port = 18659, .access_log = log};
+    struct nb_proxy *p = nb_proxy_new(loop, &po);
+    struct nb_dialer td = {no_tcp_dial, NULL};
+    assert_int_equal(nb_proxy_add_account(p, "acct", &td), NB_OK);
+    char err[256] = "";
+    struct nb_mapping m = udp_mapping("svc-u", PROXY_PORT, "10.99.60.2:7000", 0);
+    /* The account exists but has no UDP dialer (no tunnel): refused. */
+    assert_int_equal(nb_proxy_apply(p, &m, err, sizeof err), NB_E_NOTFOUND);
+    assert_string_equal(err, "account acct has no tunnel");
+    assert_int_equal(nb_proxy_set_udp_dialer(p, "nobody", &dialer), NB_E_NOTFOUND);
+    assert_int_equal(nb_proxy_set_udp_dialer(p, "acct", &dialer), NB_OK);
+    /* Mapping errors of spec §3.5. */
+    struct nb_mapping bad = udp_mapping("svc-bad", 18659, "10.99.60.2:7000", 0);
+    assert_int_equal(nb_proxy_apply(p, &bad, err, sizeof err), NB_E_INVAL);
+    assert_string_equal(err, "listen port 18659 conflicts with tunnel port");
+    bad = udp_mapping("svc-bad", 0, "10.99.60.2:7000", 0);
+    assert_int_equal(nb_proxy_apply(p, &bad, err, sizeof err), NB_E_INVAL);
+    bad = udp_mapping("svc-bad", PROXY_PORT, "", 0);
+    assert_int_equal(nb_proxy_apply(p, &bad, err, sizeof err), NB_E_INVAL);
+    assert_string_equal(err, "empty target address");
+    bad = udp_mapping("svc-bad", PROXY_PORT, "host.example:53", 0);
+    assert_int_equal(nb_proxy_apply(p, &bad, err, sizeof err), NB_E_INVAL);
+    assert_true(port_free());
+
+    /* Installed: echoes, counted in the proxy's stats. (udp_mapping reuses one path.) */
+    m = udp_mapping("svc-u", PROXY_PORT, "10.99.60.2:7000", 0);
+    assert_int_equal(nb_proxy_apply(p, &m, err, sizeof err), NB_OK);
+    assert_false(port_free());
+    int keep = -1;
+    assert_true(proxy_echo(&keep));
+    struct nb_proxy_stats st;
+    nb_proxy_stats(p, &st);
+    assert_int_equal(st.services, 1);
+    assert_int_equal(st.udp.sessions_active, 1);
+    assert_int_equal(st.udp.sessions_total, 1);
+    assert_int_equal(st.udp.packets_up, 1);
+    assert_int_equal(st.udp.packets_down, 1);
+    /* Another service cannot take the port. */
+    struct nb_mapping other = m;
+    other.id = "svc-other";
+    assert_int_equal(nb_proxy_apply(p, &other, err, sizeof err), NB_E_IO);
+    assert_non_null(strstr(err, "listen on udp 127.0.0.1:18660"));
+    /* Re-adding the same service (MODIFIED) closes the old relay first: its session ends with
+     * its record, and the new relay binds the same port. */
+    m.type = NB_UPDATE_MODIFIED;
+    assert_int_equal(nb_proxy_apply(p, &m, err, sizeof err), NB_OK);
+    assert_int_equal(nrecs, 1);
+    assert_string_equal(recs[0].service, "svc-u");
+    assert_int_equal(recs[0].up, 3);
+    assert_int_equal(recs[0].down, 3);
+    assert_true(proxy_echo(NULL));
+    close(keep);
+    /* Removal closes everything and frees the port. */
+    m.type = NB_UPDATE_REMOVED;
+    assert_int_equal(nb_proxy_apply(p, &m, err, sizeof err), NB_OK);
+    assert_int_equal(nrecs, 2);
+    assert_true(port_free());
+    nb_proxy_stats(p, &st);
+    assert_int_equal(st.udp.sessions_active, 0);
+    assert_int_equal(st.services, 0);
+    /* Drain (shutdown) closes the relays at once, with their records. */
+    m.type = NB_UPDATE_CREATED;
+    assert_int_equal(nb_proxy_apply(p, &m, err, sizeof err), NB_OK);
+    assert_true(proxy_echo(NULL));
+    nb_proxy_drain(p);
+    assert_int_equal(nrecs, 3);
+    assert_true(port_free());
+    nb_proxy_free(p);
+    for (int i = 0; i < 5; i++)
+        nb_loop_run_once(loop, 0);
+    nb_access_log_free(log);
+    assert_int_equal(net.open, 0);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -501,7 +650,7 @@ int main(void)
         cmocka_unit_test(test_session_limit),    cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_idle_reap),        cmocka_unit_test(test_idle_timer),
         cmocka_unit_test(test_errors),           cmocka_unit_test(test_port_in_use),
-        cmocka_unit_test(test_flood_one_client),
+        cmocka_unit_test(test_flood_one_client), cmocka_unit_test(test_proxy_udp_mode),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
