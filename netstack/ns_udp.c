@@ -38,22 +38,6 @@ size_t ns__n_udp;
  * size): one per process, the loop is single-threaded and on_recv gets it only for the call. */
 static uint8_t rxbuf[65536];
 
-static void to_sockaddr(const ip_addr_t *ip, u16_t port, struct sockaddr_storage *ss)
-{
-    memset(ss, 0, sizeof *ss);
-    if (IP_IS_V6(ip)) {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-        sin6->sin6_family = AF_INET6;
-        memcpy(&sin6->sin6_addr, ip_2_ip6(ip)->addr, 16);
-        sin6->sin6_port = htons(port);
-    } else {
-        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-        sin->sin_family = AF_INET;
-        sin->sin_addr.s_addr = ip_2_ip4(ip)->addr;
-        sin->sin_port = htons(port);
-    }
-}
-
 static void unlink_udp(struct ns_udp *u)
 {
     struct ns_if *nif = u->nif;
@@ -107,19 +91,9 @@ int ns_udp_open(struct ns_if *nif, const struct sockaddr *dst, ns_udp_recv_fn on
 {
     ip_addr_t ip;
     u16_t port;
-    if (dst->sa_family == AF_INET && nif->has_v4) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)dst;
-        ip_addr_set_zero_ip4(&ip);
-        ip_2_ip4(&ip)->addr = sin->sin_addr.s_addr;
-        port = ntohs(sin->sin_port);
-    } else if (dst->sa_family == AF_INET6 && nif->has_v6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)dst;
-        ip_addr_set_zero_ip6(&ip);
-        memcpy(ip_2_ip6(&ip)->addr, &sin6->sin6_addr, 16);
-        port = ntohs(sin6->sin6_port);
-    } else {
+    bool fam_ok = dst->sa_family == AF_INET ? nif->has_v4 : nif->has_v6;
+    if (!fam_ok || ns__from_sockaddr(dst, &ip, &port) != NB_OK)
         return NB_E_INVAL;
-    }
     if (port == 0 || ip_addr_isany(&ip))
         return NB_E_INVAL;
     if (nif->max_conns && nif->n_udps >= nif->max_conns)
@@ -162,10 +136,10 @@ int ns_udp_open(struct ns_if *nif, const struct sockaddr *dst, ns_udp_recv_fn on
                 ip_addr_set_zero_ip6(&la);
                 memcpy(ip_2_ip6(&la)->addr, nif->addrs[i].ip, 16);
             }
-            to_sockaddr(&la, pcb->local_port, &u->local);
+            ns__to_sockaddr(&la, pcb->local_port, &u->local);
             break;
         }
-    to_sockaddr(&ip, port, &u->remote);
+    ns__to_sockaddr(&ip, port, &u->remote);
     u->next = nif->udps;
     if (nif->udps)
         nif->udps->prev = u;
