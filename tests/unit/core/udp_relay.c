@@ -629,6 +629,36 @@ static void test_proxy_udp_mode(void **state)
     assert_int_equal(net.open, 0);
 }
 
+/* --max-session-idle-timeout caps the mapping's sessionIdleTimeout (spec/proxy.md §3.5). */
+static void test_proxy_idle_clamp(void **state)
+{
+    (void)state;
+    memset(&net, 0, sizeof net);
+    nrecs = 0;
+    skew = 0;
+    struct nb_proxy_opts po = {.listen_host = "127.0.0.1", .max_session_idle_timeout_ms = 50};
+    struct nb_proxy *p = nb_proxy_new(loop, &po);
+    struct nb_dialer td = {no_tcp_dial, NULL};
+    assert_int_equal(nb_proxy_add_account(p, "acct", &td), NB_OK);
+    assert_int_equal(nb_proxy_set_udp_dialer(p, "acct", &dialer), NB_OK);
+    char err[256] = "";
+    struct nb_mapping m = udp_mapping("svc-u", PROXY_PORT, "10.99.60.2:7000", 3600000);
+    assert_int_equal(nb_proxy_apply(p, &m, err, sizeof err), NB_OK);
+    assert_true(proxy_echo(NULL));
+    struct nb_proxy_stats st;
+    nb_proxy_stats(p, &st);
+    for (int i = 0; i < 400 && st.udp.sessions_active > 0; i++) {
+        nb_loop_run_once(loop, 5);
+        nb_proxy_stats(p, &st);
+    }
+    assert_int_equal(st.udp.sessions_active, 0);
+    assert_int_equal(st.udp.ended_idle, 1);
+    nb_proxy_free(p);
+    for (int i = 0; i < 5; i++)
+        nb_loop_run_once(loop, 0);
+    assert_int_equal(net.open, 0);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -651,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_idle_reap),        cmocka_unit_test(test_idle_timer),
         cmocka_unit_test(test_errors),           cmocka_unit_test(test_port_in_use),
         cmocka_unit_test(test_flood_one_client), cmocka_unit_test(test_proxy_udp_mode),
+        cmocka_unit_test(test_proxy_idle_clamp),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
