@@ -354,23 +354,32 @@ static void start_attempt(struct dom *d)
 {
     if (d->running)
         return;
-    bool due = false;
+    struct acme_mgr *m = d->m;
+    bool due = false, notify = false;
     if (!d->cert) {
-        struct tls_cert *c = load_cached(d->m, d->name, &due);
+        struct tls_cert *c = load_cached(m, d->name, &due);
         if (c && !due) {
             set_cert(d, c, false);
             return;
         }
-        if (c) /* valid but due for renewal: serve it while renewing */
-            set_cert(d, c, false), nb_timer_cancel(&d->t);
+        if (c) { /* valid but due for renewal: serve it while renewing */
+            d->cert = c;
+            d->state = ACME_D_READY;
+            m->st.from_cache++;
+            notify = true;
+        }
     }
     d->running = true;
     if (d->state != ACME_D_READY)
         d->state = ACME_D_IN_PROGRESS;
-    nb_timer_arm(d->m->loop, &d->deadline, d->m->deadline_ms);
+    nb_timer_arm(m->loop, &d->deadline, m->deadline_ms);
     if (!d->cert)
-        nb_timer_arm(d->m->loop, &d->poll, DISK_POLL_MS);
-    try_lock(d);
+        nb_timer_arm(m->loop, &d->poll, DISK_POLL_MS);
+    char name[sizeof d->name];
+    memcpy(name, d->name, sizeof name);
+    try_lock(d); /* may end the attempt and report; d is not touched after this */
+    if (notify && m->on_ready)
+        m->on_ready(m->arg, name, false);
 }
 
 static void on_timer(struct nb_timer *t)

@@ -57,7 +57,7 @@ struct acme_mgr_opts {
     /* A certificate became ready for domain: issued = obtained by an order now (vs. loaded from
      * the cache). For SendStatusUpdate(certificate_issued) and the issuance metric. */
     void (*on_ready)(void *arg, const char *domain, bool issued);
-    void *arg;
+    void *arg;                   /* on_ready may call acme_mgr_add/_remove, not acme_mgr_free */
     uint32_t retry_ms;           /* after a failure; 0 = 60 000 */
     uint32_t deadline_ms;        /* per attempt; 0 = 300 000 */
     uint32_t prefetch_jitter_ms; /* 0 = 200 (random 0..199 ms) */
