@@ -7,10 +7,13 @@
  * built from mappings. nb_proxy_apply() is THE entry point for mapping changes, used by the
  * standalone config file today and by the management stream later (spec/proxy.md §3.3).
  *
- * Implemented modes: tcp (a host listener on listen_port relaying every connection through the
- * account's tunnel to path[0].target, spec/proxy.md §3.5 and §3.7) and HTTP (routes in the
- * http_proxy given in the options, spec/proxy.md §3.4). udp and tls are refused with
- * NB_E_UNSUPPORTED and a message, so a caller can report an ERROR status.
+ * Implemented modes (spec/proxy.md §3.4, §3.5, §3.7): HTTP (routes in the http_proxy given in
+ * the options, plus an HTTP SNI route in the main router), tcp (the fallback relay of the router
+ * of listen_port: the main TLS listener's router for port 0 or --addr's port, else a per-port
+ * host listener that lives as long as it has routes) and tls (an SNI passthrough route in that
+ * router). Relays dial path[0].target through the account's tunnel (or the host with
+ * directUpstream). udp is refused with NB_E_UNSUPPORTED and a message, so a caller can report
+ * an ERROR status.
  */
 
 #include "core/mapping.h"
@@ -21,6 +24,8 @@
 
 struct nb_loop;
 struct nb_proxy;
+struct nb_router;
+struct l4_prefix;
 struct http_proxy;
 struct nb_access_log;
 
@@ -36,6 +41,16 @@ struct nb_proxy_opts {
      * connections fail their dial until it does (spec/proxy.md §3.5: ACTIVE before the tunnel
      * is up). Standalone: an unknown account is a configuration error. */
     bool accounts_later;
+    /* The main TLS listener's router (not owned) and its port: tcp/tls mappings on port 0 or
+     * main_port go there. NULL: such mappings are refused. */
+    struct nb_router *main_router;
+    int32_t main_port;
+    const struct nb_dialer *host_dialer; /* directUpstream L4 targets; NULL = refused */
+    /* --proxy-protocol on per-port listeners, with --trusted-proxies (not copied: must outlive
+     * the proxy). */
+    bool proxy_protocol;
+    const struct l4_prefix *trusted;
+    size_t n_trusted;
 };
 
 struct nb_proxy *nb_proxy_new(struct nb_loop *loop, const struct nb_proxy_opts *opts);
