@@ -123,7 +123,7 @@ static struct account *find_account(struct nb_proxy *p, const char *id)
 
 /* ---- routers ---- */
 
-static int proxy_dialer(void *arg, const char *account_id, bool direct, struct nb_dialer *out)
+int nb_proxy_dialer(void *arg, const char *account_id, bool direct, struct nb_dialer *out)
 {
     struct nb_proxy *p = arg;
     if (direct) {
@@ -191,7 +191,7 @@ static int router_for(struct nb_proxy *p, int32_t port, struct nb_router **out, 
         .n_trusted = p->opts.n_trusted,
         .max_relays = p->opts.max_relays_per_router,
         .access_log = p->opts.access_log,
-        .dialer = proxy_dialer,
+        .dialer = nb_proxy_dialer,
         .dialer_arg = p,
     };
     pr = calloc(1, sizeof *pr);
@@ -262,6 +262,12 @@ static void router_release(struct nb_proxy *p, int32_t port)
         nb_strmap_del(&p->by_port, pk);
         port_router_free(p, pr);
     }
+}
+
+void nb_proxy_set_main_router(struct nb_proxy *p, struct nb_router *r, int32_t port)
+{
+    p->opts.main_router = r;
+    p->opts.main_port = port;
 }
 
 /* ---- services ---- */

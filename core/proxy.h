@@ -19,6 +19,7 @@
 #include "core/mapping.h"
 #include "platform/stream.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,6 +69,13 @@ int nb_proxy_add_account(struct nb_proxy *p, const char *id, const struct nb_dia
  * reports that as an ERROR status while serving the rest.
  */
 int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen);
+
+/* Sets the main router after creation (it needs nb_proxy_dialer): before any mapping. */
+void nb_proxy_set_main_router(struct nb_proxy *p, struct nb_router *r, int32_t port);
+
+/* An nb_router_dialer_fn (arg = the proxy): the account's tunnel dialer, or the host's for
+ * direct targets. */
+int nb_proxy_dialer(void *arg, const char *account_id, bool direct, struct nb_dialer *out);
 
 /* Stops accepting new connections on every service (graceful shutdown, step 5). */
 void nb_proxy_drain(struct nb_proxy *p);

@@ -363,8 +363,9 @@ static void rconn_unlink(struct rconn *c)
     }
 }
 
-/* Ends a connection the router still owns (no relay): streams reset, memory deferred. */
-static void rconn_end(struct rconn *c, const char *why)
+/* Ends a connection the router still owns (no relay): streams reset (the client closed
+ * gracefully when `graceful`, so an alert or Go's 400 gets out), memory deferred. */
+static void rconn_end2(struct rconn *c, const char *why, bool graceful)
 {
     nb_timer_cancel(&c->timer);
     if (why)
@@ -372,12 +373,17 @@ static void rconn_end(struct rconn *c, const char *why)
     if (c->backend)
         nb_stream_close(c->backend, true);
     if (c->client)
-        nb_stream_close(c->client, true);
+        nb_stream_close(c->client, !graceful);
     c->backend = c->client = NULL;
     rconn_unlink(c);
     l4t_unref(c->target);
     c->target = NULL;
     nb_defer(c->r->loop, &c->defer, rconn_free_cb, c);
+}
+
+static void rconn_end(struct rconn *c, const char *why)
+{
+    rconn_end2(c, why, false);
 }
 
 /* The stream handed to an HTTP server or the TLS layer: the client itself, or a replay wrapper
@@ -420,7 +426,7 @@ static void tls_connected(void *arg, struct nb_stream *s, const char *err)
     struct nb_router *r = c->r;
     if (err) {
         r->st.tls_failures++;
-        rconn_end(c, err);
+        rconn_end2(c, err, true);
         return;
     }
     r->st.tls_handoffs++;

@@ -704,9 +704,13 @@ static int parse_mapping(const cJSON *m, const char *where, struct nb_mapping *m
 static int validate_mapping(const struct nb_mapping *m, const char *where, struct perr *e)
 {
     switch (nb_mapping_mode(m)) {
-    case NB_MODE_TCP: {
-        if (m->listen_port < 1 || m->listen_port > 65535)
-            return fail(e, "%s.listenPort: must be 1..65535 for mode tcp", where);
+    case NB_MODE_TCP:
+    case NB_MODE_TLS: {
+        /* 0 (or --addr's port) = the main TLS listener's router (spec/proxy.md §3.5) */
+        if (m->listen_port < 0 || m->listen_port > 65535)
+            return fail(e, "%s.listenPort: must be 0..65535 for mode %s", where, m->mode);
+        if (nb_mapping_mode(m) == NB_MODE_TLS && (m->domain == NULL || m->domain[0] == '\0'))
+            return fail(e, "%s.domain: required for tls mappings (the SNI routed)", where);
         if (m->n_paths == 0 || m->paths[0].target == NULL || m->paths[0].target[0] == '\0')
             return fail(e, "%s.path[0].target: empty target address", where);
         struct sockaddr_storage ss;
@@ -728,9 +732,8 @@ static int validate_mapping(const struct nb_mapping *m, const char *where, struc
         }
         return NB_OK;
     case NB_MODE_UDP:
-    case NB_MODE_TLS:
-        return fail(e, "%s.mode: \"%s\" mappings are not supported yet (only \"tcp\" and HTTP)",
-                    where, m->mode ? m->mode : "");
+        return fail(e, "%s.mode: \"%s\" mappings are not supported yet", where,
+                    m->mode ? m->mode : "");
     }
     return NB_OK;
 }
