@@ -13,13 +13,17 @@
 #      web.test -> hdrs; port 18521: tcp with proxyProtocol -> echo 18503; --access-log
 #   C  nbproxy --addr 127.0.0.1:18530 --proxy-protocol --trusted-proxies 127.0.0.1 (REQUIRE)
 #   D  nbproxy --addr 127.0.0.1:18540, no certificate: self-signed
+#   E  nbproxy --private (no --addr), account tunnel 10.99.150.1/24 (UDP 51873); netns nbr-peer:
+#      veth 10.99.50.2/24 on bridge nbr-br 10.99.50.1/24, wireguard-go nbrp0 (UDP 51874),
+#      tunnel 10.99.150.2: curl from there to ports 443 and 80, TLS and plain on both
 #
 # Checks: SNI routing to HTTP (curl --cacert), passthrough (s_client sees the backend's
 # certificate), HTTP beats TLS for one name, unknown SNI and no SNI -> the TLS HTTP server,
 # plain HTTP -> Go's 400 text, pure per-port tcp, SNI beats fallback, unknown SNI -> fallback,
 # static cert hot reload (new serial served; a broken file keeps the old), wildcard directory
 # (one label only), PROXY v1/v2 in (X-Forwarded-For, access log, relay), PROXY v2 out, trusted
-# proxies (header required), a stalled handshake closed, self-signed fallback.
+# proxies (header required), a stalled handshake closed, self-signed fallback, --private tunnel
+# ports 443/80 each taking TLS and plain HTTP (needs root: netns, veth, bridge).
 # NBT_KEEP=1 keeps the work directory.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,6 +45,10 @@ contains() { case "$3" in *"$2"*) ok "$1" ;; *) bad "$1: [$2] not in [$(echo "$3
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+    ip netns del nbr-peer 2>/dev/null
+    ip link del nbr-br 2>/dev/null
+    ip link del nbr-br0 2>/dev/null
+    rm -f /var/run/wireguard/nbrp0.sock
     [ "${NBT_KEEP:-0}" = 1 ] && log "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -214,7 +222,7 @@ expect "trusted peer without a header is refused" "000" "$code"
 
 # ---- D: no certificate configured -> self-signed for the mapped domains ----
 # (no --cert-* flags and no ./certs/tls.crt in the working directory)
-sed 's/51872/51873/' c.json > d.json
+sed 's/"listenPort": 51872/"listenPort": 0/' c.json > d.json
 mkdir -p empty
 cd empty || exit 2
 "$bin" --config ../d.json --addr 127.0.0.1:18540 > ../d.log 2>&1 &
@@ -228,6 +236,59 @@ contains "self-signed: issuer = subject" "issuer=O = nbproxy self-signed, CN = w
 contains "self-signed: SAN web.test" "DNS:web.test" "$cert"
 expect "self-signed: curl -k gets the mapping" "xff=127.0.0.1 proto=https" \
     "$(curl -sS -k --max-time 5 --resolve web.test:18540:127.0.0.1 https://web.test:18540/ 2>&1)"
+
+# ---- E: --private: ports 443 and 80 of the account's tunnel address, through wireguard-go ----
+NS=nbr-peer
+BR=nbr-br
+IF=nbrp0
+U=10.99.50
+T=10.99.150
+ip netns del $NS 2>/dev/null; ip link del $BR 2>/dev/null; ip link del nbr-br0 2>/dev/null
+for _ in $(seq 50); do ip link show nbr-br0 > /dev/null 2>&1 || break; sleep 0.1; done
+if ! command -v wireguard-go > /dev/null || ! command -v ip > /dev/null || [ "$(id -u)" != 0 ]; then
+    bad "--private checks need root, ip and wireguard-go"
+elif ! { ip link add $BR type bridge && ip addr add $U.1/24 dev $BR && ip link set $BR up &&
+    ip netns add $NS && ip link add nbr-br0 type veth peer name nbr-eth netns $NS &&
+    ip link set nbr-br0 master $BR up && ip -n $NS addr add $U.2/24 dev nbr-eth &&
+    ip -n $NS link set nbr-eth up && ip -n $NS link set lo up; }; then
+    bad "cannot build the test network"
+else
+    umask 077
+    wg genkey > peer.key
+    umask 022
+    wg pubkey < peer.key > peer.pub
+    wg pubkey < acct.key > acct.pub
+    LOG_LEVEL=error ip netns exec $NS wireguard-go -f $IF > wggo.log 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do [ -S /var/run/wireguard/$IF.sock ] && break; sleep 0.05; done
+    ip netns exec $NS wg set $IF private-key peer.key listen-port 51874 peer "$(cat acct.pub)" allowed-ips $T.1/32
+    ip -n $NS addr add $T.2/24 dev $IF
+    ip -n $NS link set $IF mtu 1280 up
+    cat > e.json <<JSON
+{ "accounts": [ { "id": "a", "wireguard": { "privateKey": "$(cat acct.key)", "listenPort": 51873,
+      "addresses": ["$T.1/24"],
+      "peers": [{ "publicKey": "$(cat peer.pub)", "endpoint": "$U.2:51874", "allowedIps": ["$T.2/32"],
+                  "persistentKeepalive": 25 }] } } ],
+  "mappings": [ { "id": "web", "accountId": "a", "domain": "web.test",
+      "path": [{ "path": "/", "target": "http://127.0.0.1:18501/", $D }] } ] }
+JSON
+    "$bin" --config e.json --private --cert-dir "$work/new" --log-level debug > e.log 2>&1 &
+    pids+=($!)
+    nsc() { ip netns exec $NS curl -sS --max-time 3 --cacert "$work/ca.pem" "$@" 2>&1; }
+    out=""
+    for _ in $(seq 30); do
+        out=$(nsc --resolve web.test:443:$T.1 https://web.test/)
+        [ "$out" = "xff=$T.2 proto=https" ] && break
+        sleep 0.3
+    done
+    expect "--private: HTTPS on port 443 of the tunnel address (curl verifies the static cert)" "xff=$T.2 proto=https" "$out"
+    expect "--private: plain HTTP on port 443 too" "xff=$T.2 proto=http" "$(nsc -H 'Host: web.test' http://$T.1:443/)"
+    expect "--private: HTTPS on port 80 too" "xff=$T.2 proto=https" "$(nsc --resolve web.test:80:$T.1 https://web.test:80/)"
+    expect "--private: plain HTTP on port 80" "xff=$T.2 proto=http" "$(nsc -H 'Host: web.test' http://$T.1/)"
+    expect "--private: a Host of no mapping is 404" "404" "$(ip netns exec $NS curl -s -o /dev/null -w '%{http_code}' --max-time 3 -H 'Host: nope.test' http://$T.1/)"
+    ip netns del $NS 2>/dev/null
+    ip link del $BR 2>/dev/null
+fi
 
 echo "[router] $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
