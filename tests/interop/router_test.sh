@@ -13,6 +13,8 @@
 #      web.test -> hdrs; port 18521: tcp with proxyProtocol -> echo 18503; --access-log
 #   C  nbproxy --addr 127.0.0.1:18530 --proxy-protocol --trusted-proxies 127.0.0.1 (REQUIRE)
 #   D  nbproxy --addr 127.0.0.1:18540, no certificate: self-signed
+#   F  nbproxy in management mode (tests/mgmt/management.js double on 18546/18547), --addr
+#      127.0.0.1:18548: two tls mappings; removing one cuts only its relay
 #   E  nbproxy --private (no --addr), account tunnel 10.99.150.1/24 (UDP 51873); netns nbr-peer:
 #      veth 10.99.50.2/24 on bridge nbr-br 10.99.50.1/24, wireguard-go nbrp0 (UDP 51874),
 #      tunnel 10.99.150.2: curl from there to ports 443 and 80, TLS and plain on both
@@ -56,7 +58,7 @@ trap cleanup EXIT
 need() { command -v "$1" >/dev/null || { log "missing $1 (scripts/install-deps.sh --test)"; exit 2; }; }
 need curl; need openssl; need python3; need wg
 [ -x "$bin" ] || { log "no binary at $bin"; exit 2; }
-for p in 18500 18501 18502 18503 18504 18510 18511 18520 18521 18530 18540; do
+for p in 18500 18501 18502 18503 18504 18510 18511 18520 18521 18530 18540 18546 18547 18548 18549; do
     (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null && { log "port $p is busy"; exit 2; }
 done
 tool() { python3 "$here/routertool.py" "$@"; }
@@ -236,6 +238,45 @@ contains "self-signed: issuer = subject" "issuer=O = nbproxy self-signed, CN = w
 contains "self-signed: SAN web.test" "DNS:web.test" "$cert"
 expect "self-signed: curl -k gets the mapping" "xff=127.0.0.1 proto=https" \
     "$(curl -sS -k --max-time 5 --resolve web.test:18540:127.0.0.1 https://web.test:18540/ 2>&1)"
+
+# ---- F: management mode: removing one tls mapping cuts its relays only ----
+double=$top/tests/mgmt/management.js
+if ! command -v node > /dev/null || [ ! -d "$top/tests/mgmt/node_modules/@grpc/grpc-js" ]; then
+    bad "route-removal checks need node and tests/mgmt/node_modules (scripts/install-deps.sh --test)"
+else
+    TOKEN=$(node "$double" --mint)
+    cat > services.json <<JSON
+[ { "id": "one", "account_id": "acc", "domain": "one.test", "mode": "tls", "listen_port": 0,
+    "path": [{ "path": "", "target": "127.0.0.1:18503", "options": { "direct_upstream": true } }] },
+  { "id": "two", "account_id": "acc", "domain": "two.test", "mode": "tls", "listen_port": 0,
+    "path": [{ "path": "", "target": "127.0.0.1:18504", "options": { "direct_upstream": true } }] } ]
+JSON
+    node "$double" --port 18546 --control-port 18547 --token "$TOKEN" --services services.json > double.out 2> double.err &
+    pids+=($!)
+    wait_port 18547 || bad "management double did not start: $(cat double.err)"
+    env NB_PROXY_TOKEN="$TOKEN" NB_PROXY_ALLOW_INSECURE=true "$bin" --mgmt http://127.0.0.1:18546 --domain proxy.test         --addr 127.0.0.1:18548 --cert-dir "$work/new" --health-addr 127.0.0.1:18549 --log-level debug > f.log 2>&1 &
+    pids+=($!)
+    wait_port 18548 || bad "nbproxy F did not start: $(tail -3 f.log)"
+    for _ in $(seq 100); do grep -q 'service two (tls)' f.log && break; sleep 0.05; done
+    python3 "$here/routertool.py" hold 127.0.0.1 18548 one.test "$work/hold1" > /dev/null 2>&1 &
+    h1=$!
+    pids+=($h1)
+    python3 "$here/routertool.py" hold 127.0.0.1 18548 two.test "$work/hold2" > /dev/null 2>&1 &
+    h2=$!
+    pids+=($h2)
+    for _ in $(seq 100); do [ -s hold1 ] && [ -s hold2 ] && break; sleep 0.05; done
+    expect "two passthrough relays up (the ClientHello replayed to each echo backend)" "up up" "$(head -1 hold1 2>/dev/null) $(head -1 hold2 2>/dev/null)"
+    curl -sS --max-time 5 -X POST -d '{"op":"remove","service":{"id":"one","account_id":"acc","domain":"one.test","mode":"tls"}}'         http://127.0.0.1:18547/update > /dev/null
+    for _ in $(seq 100); do [ "$(sed -n 2p hold1 2>/dev/null)" = closed ] && break; sleep 0.05; done
+    expect "removing service one closes its relay" "closed" "$(sed -n 2p hold1 2>/dev/null)"
+    sleep 0.5
+    expect "service two's relay is still open" "" "$(sed -n 2p hold2 2>/dev/null)"
+    python3 "$here/routertool.py" hold 127.0.0.1 18548 two.test "$work/hold3" > /dev/null 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do [ -s hold3 ] && break; sleep 0.05; done
+    expect "service two still takes new connections" "up" "$(head -1 hold3 2>/dev/null)"
+    contains "one.test now goes to the TLS HTTP server" "CN = static2.test" "$(peer_cert 18548 one.test)"
+fi
 
 # ---- E: --private: ports 443 and 80 of the account's tunnel address, through wireguard-go ----
 NS=nbr-peer

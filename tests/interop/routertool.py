@@ -8,6 +8,9 @@
   pp-tcp HOST PORT V SRC_IP   send a PROXY v1/v2 header (V "none": no header) (source SRC_IP:40000), "ping\\n", print
                        the echo.
   pp-tls HOST PORT V SRC_IP SNI CA   PROXY header, then TLS (SNI, CA bundle), GET /, print body.
+  hold HOST PORT SNI FILE   send a real ClientHello (Python's ssl, SNI) to a passthrough route
+                       whose backend echoes; write "up" to FILE once the hello comes back, then
+                       "closed" when the connection ends (60 s at most, then "timeout").
   stall HOST PORT SECS connect, send nothing; print "closed" when the peer closes within SECS,
                        else "open".
 """
@@ -124,6 +127,31 @@ def main():
                 break
             out += b
         print(out.split(b"\r\n\r\n", 1)[-1].decode(errors="replace").strip())
+    elif cmd == "hold":
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, outg, server_hostname=sys.argv[4])
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = outg.read()
+        s = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=60)
+        s.sendall(hello)
+        back = recv_exact(s, len(hello))
+        with open(sys.argv[5], "w") as f:
+            f.write("up\n" if back == hello else "bad\n")
+        try:
+            b = s.recv(1)
+            state = "closed" if not b else "data"
+        except ConnectionResetError:
+            state = "closed"
+        except socket.timeout:
+            state = "timeout"
+        with open(sys.argv[5], "a") as f:
+            f.write(state + "\n")
     elif cmd == "stall":
         s = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=float(sys.argv[4]))
         try:
