@@ -17,7 +17,9 @@
 #      127.0.0.1:18548: two tls mappings; removing one cuts only its relay
 #   E  nbproxy --private (no --addr), account tunnel 10.99.150.1/24 (UDP 51873); netns nbr-peer:
 #      veth 10.99.50.2/24 on bridge nbr-br 10.99.50.1/24, wireguard-go nbrp0 (UDP 51874),
-#      tunnel 10.99.150.2: curl from there to ports 443 and 80, TLS and plain on both
+#      tunnel 10.99.150.2: curl from there to ports 443 and 80, TLS and plain on both; --addr
+#      127.0.0.1:18545 with a tls mapping and a tcp mapping (port 18544) to openssl s_server on
+#      10.99.150.2:8443 inside the namespace, through the tunnel
 #
 # Checks: SNI routing to HTTP (curl --cacert), passthrough (s_client sees the backend's
 # certificate), HTTP beats TLS for one name, unknown SNI and no SNI -> the TLS HTTP server,
@@ -58,7 +60,7 @@ trap cleanup EXIT
 need() { command -v "$1" >/dev/null || { log "missing $1 (scripts/install-deps.sh --test)"; exit 2; }; }
 need curl; need openssl; need python3; need wg
 [ -x "$bin" ] || { log "no binary at $bin"; exit 2; }
-for p in 18500 18501 18502 18503 18504 18510 18511 18520 18521 18530 18540 18546 18547 18548 18549; do
+for p in 18500 18501 18502 18503 18504 18510 18511 18520 18521 18530 18540 18544 18545 18546 18547 18548 18549; do
     (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null && { log "port $p is busy"; exit 2; }
 done
 tool() { python3 "$here/routertool.py" "$@"; }
@@ -311,9 +313,15 @@ else
       "peers": [{ "publicKey": "$(cat peer.pub)", "endpoint": "$U.2:51874", "allowedIps": ["$T.2/32"],
                   "persistentKeepalive": 25 }] } } ],
   "mappings": [ { "id": "web", "accountId": "a", "domain": "web.test",
-      "path": [{ "path": "/", "target": "http://127.0.0.1:18501/", $D }] } ] }
+      "path": [{ "path": "/", "target": "http://127.0.0.1:18501/", $D }] },
+    { "id": "tun", "accountId": "a", "mode": "tls", "domain": "tun.test",
+      "path": [{ "target": "$T.2:8443" }] },
+    { "id": "tun-tcp", "accountId": "a", "mode": "tcp", "listenPort": 18544,
+      "path": [{ "target": "$T.2:8443" }] } ] }
 JSON
-    "$bin" --config e.json --private --cert-dir "$work/new" --log-level debug > e.log 2>&1 &
+    ip netns exec $NS openssl s_server -accept $T.2:8443 -cert be.crt -key be.key -www -quiet > s_server_ns.log 2>&1 &
+    pids+=($!)
+    "$bin" --config e.json --private --addr 127.0.0.1:18545 --cert-dir "$work/new" --log-level debug > e.log 2>&1 &
     pids+=($!)
     nsc() { ip netns exec $NS curl -sS --max-time 3 --cacert "$work/ca.pem" "$@" 2>&1; }
     out=""
@@ -326,6 +334,11 @@ JSON
     expect "--private: plain HTTP on port 443 too" "xff=$T.2 proto=http" "$(nsc -H 'Host: web.test' http://$T.1:443/)"
     expect "--private: HTTPS on port 80 too" "xff=$T.2 proto=https" "$(nsc --resolve web.test:80:$T.1 https://web.test:80/)"
     expect "--private: plain HTTP on port 80" "xff=$T.2 proto=http" "$(nsc -H 'Host: web.test' http://$T.1/)"
+    contains "tls passthrough through the tunnel to openssl s_server in the namespace" "CN = backend.pass" "$(peer_cert 18545 tun.test)"
+    out=$(curl -sS --max-time 5 -k --resolve tun.test:18545:127.0.0.1 https://tun.test:18545/ 2>&1)
+    contains "HTTPS through the tunnel passthrough is answered by s_server" "s_server" "$out"
+    out=$(curl -sS --max-time 5 -k https://127.0.0.1:18544/ 2>&1)
+    contains "a per-port tcp mapping through the tunnel carries TLS end to end" "s_server" "$out"
     expect "--private: a Host of no mapping is 404" "404" "$(ip netns exec $NS curl -s -o /dev/null -w '%{http_code}' --max-time 3 -H 'Host: nope.test' http://$T.1/)"
     ip netns del $NS 2>/dev/null
     ip link del $BR 2>/dev/null
