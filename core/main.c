@@ -665,7 +665,12 @@ static int tls_listen_main(struct app *app, const struct nb_config *cfg)
 static int hook_apply(void *arg, const struct nb_mapping *m, char *err, size_t errlen)
 {
     struct app *app = arg;
-    return nb_proxy_apply(app->proxy, m, err, errlen);
+    int rc = nb_proxy_apply(app->proxy, m, err, errlen);
+    /* spec/proxy.md §7.1: a domain the static certificate does not cover is only a warning. */
+    if (rc == NB_OK && app->certs && m->type != NB_UPDATE_REMOVED &&
+        nb_mapping_mode(m) == NB_MODE_HTTP)
+        (void)nb_certs_check_domain(app->certs, m->domain);
+    return rc;
 }
 
 static void hook_connected(void *arg, bool up)
