@@ -80,6 +80,7 @@ leaf() { # dir name cn sans serial
 leaf certs tls static.test "DNS:web.test,DNS:both.test,DNS:a.b.wild.test,DNS:wild.test" 0x1001
 leaf wild wild wild.test "DNS:*.wild.test" 0x2002
 leaf new tls static2.test "DNS:web.test,DNS:both.test" 0x3003
+leaf new wild wild2.test "DNS:*.wild.test" 0x4004
 ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout be.key -out be.crt -days 30 -subj /CN=backend.pass
 [ -s certs/tls.crt ] && [ -s wild/wild.crt ] && [ -s be.crt ] || { log "cannot make certificates"; exit 2; }
 
@@ -180,6 +181,12 @@ echo "not a certificate" > certs/tls.crt
 sleep 1.5
 contains "a broken file keeps the old certificate" "serial=3003" "$(peer_cert 18500 web.test)"
 grep -q "keeping the current certificate" a.log && ok "the failed reload is logged" || bad "no log line for the failed reload"
+# the wildcard directory reloads too
+cp new/wild.key wild/wild.key.tmp && cp new/wild.crt wild/wild.crt.tmp
+mv wild/wild.key.tmp wild/wild.key && mv wild/wild.crt.tmp wild/wild.crt
+got=""
+for _ in $(seq 40); do got=$(peer_cert 18500 y.wild.test); case "$got" in *serial=4004*) break ;; esac; sleep 0.25; done
+contains "wildcard directory hot reload" "CN = wild2.test" "$got"
 kill -0 $A 2>/dev/null && ok "nbproxy A still running" || bad "nbproxy A died"
 
 # ---- B: --proxy-protocol without a trusted list (header optional, from anyone) ----

@@ -354,7 +354,10 @@ static void test_route_removal_cancels_only_that_service(void **state)
     connect_to(&c1, rport);
     connect_to(&c2, rport);
     connect_to(&c3, rport);
-    nb_stream_write(c1.s, h1, n1);
+    /* c1's ClientHello arrives in two pieces: the peek waits for the whole record */
+    nb_stream_write(c1.s, h1, 7);
+    spin(50);
+    nb_stream_write(c1.s, h1 + 7, n1 - 7);
     nb_stream_write(c2.s, h2, n2);
     nb_stream_write(c3.s, h3, n3);
     spin_until(got, &c1, 3000);
@@ -388,6 +391,44 @@ static void test_route_removal_cancels_only_that_service(void **state)
     nb_stream_close(c3.s, true);
     nb_listener_close(rl);
     nb_router_free(r); /* cancels the last relay */
+    spin(50);
+    assert_int_equal(nb_relay_live(), 0);
+    nb_listener_close(el);
+    for (int i = 0; i < 8; i++)
+        if (echo_conns[i])
+            nb_stream_close(echo_conns[i], true);
+    spin(20);
+    nb_loop_free(loop);
+}
+
+static void test_relay_limit(void **state)
+{
+    loop = nb_loop_new();
+    memset(echo_conns, 0, sizeof echo_conns);
+    struct nb_listener *el, *rl;
+    uint16_t eport = listen_any(echo_accept, NULL, &el);
+    struct nb_router_opts o = {.name = "port", .dialer = dialer, .max_relays = 1};
+    struct nb_router *r = nb_router_new(loop, &o);
+    struct nb_l4_target fb = target("svc-fb", eport);
+    fb.protocol = "tcp";
+    assert_int_equal(nb_router_set_fallback(r, &fb), NB_OK);
+    uint16_t rport = listen_any(nb_router_accept_cb, r, &rl);
+    struct client c1, c2;
+    connect_to(&c1, rport);
+    nb_stream_write(c1.s, "one", 3); /* a pure tcp router relays without reading */
+    spin_until(got, &c1, 3000);
+    assert_int_equal(c1.n, 3);
+    connect_to(&c2, rport);
+    spin_until(ended, &c2, 3000);
+    assert_true(ended(&c2)); /* over the limit: closed */
+    struct nb_router_stats st;
+    nb_router_stats(r, &st);
+    assert_int_equal(st.relays_rejected, 1);
+    assert_int_equal(st.relays_active, 1);
+    nb_stream_close(c1.s, true);
+    nb_stream_close(c2.s, true);
+    nb_listener_close(rl);
+    nb_router_free(r);
     spin(50);
     assert_int_equal(nb_relay_live(), 0);
     nb_listener_close(el);
@@ -452,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_decide_port_and_inbound_routers),
         cmocka_unit_test(test_wildcard_match),
         cmocka_unit_test(test_route_removal_cancels_only_that_service),
+        cmocka_unit_test(test_relay_limit),
         cmocka_unit_test(test_plain_channel_replays),
     };
     return cmocka_run_group_tests_name("core/router", tests, NULL, NULL);
