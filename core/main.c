@@ -778,6 +778,13 @@ static void stop(struct app *app)
     if (app->main_lst)
         nb_listener_close(app->main_lst);
     app->main_lst = NULL;
+    /* Handshakes in progress would hand their streams to the servers freed below. */
+    if (app->main_router)
+        nb_router_abort(app->main_router);
+    if (app->overlay_routers)
+        for (uint32_t i = 0; i < app->n_accounts; i++)
+            if (app->overlay_routers[i])
+                nb_router_abort(app->overlay_routers[i]);
     http_server_free(app->public_srv);
     http_server_free(app->overlay_srv);
     http_server_free(app->demo_srv);

@@ -984,6 +984,12 @@ void nb_router_drain(struct nb_router *r)
     r->draining = true;
 }
 
+void nb_router_abort(struct nb_router *r)
+{
+    r->draining = true;
+    cancel_conns(r, NULL);
+}
+
 void nb_router_stats(const struct nb_router *r, struct nb_router_stats *st)
 {
     *st = r->st;

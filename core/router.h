@@ -109,6 +109,9 @@ void nb_router_remove_service(struct nb_router *r, const char *service_id);
 bool nb_router_empty(const struct nb_router *r);
 /* Refuses new connections (graceful shutdown); relays in flight continue. */
 void nb_router_drain(struct nb_router *r);
+/* Refuses new connections and ends every connection the router owns now (peeks, handshakes,
+ * dials, relays); routes stay. Call before freeing the HTTP servers it hands connections to. */
+void nb_router_abort(struct nb_router *r);
 
 enum nb_route_verdict {
     NB_RV_CLOSE = 0,  /* nothing takes it */
