@@ -7,16 +7,17 @@
  * built from mappings. nb_proxy_apply() is THE entry point for mapping changes, used by the
  * standalone config file today and by the management stream later (spec/proxy.md §3.3).
  *
- * Implemented modes (spec/proxy.md §3.4, §3.5, §3.7): HTTP (routes in the http_proxy given in
- * the options, plus an HTTP SNI route in the main router), tcp (the fallback relay of the router
- * of listen_port: the main TLS listener's router for port 0 or --addr's port, else a per-port
- * host listener that lives as long as it has routes) and tls (an SNI passthrough route in that
- * router). Relays dial path[0].target through the account's tunnel (or the host with
- * directUpstream). udp is refused with NB_E_UNSUPPORTED and a message, so a caller can report
- * an ERROR status.
+ * Implemented modes (spec/proxy.md §3.4, §3.5, §3.7, §3.8): HTTP (routes in the http_proxy given
+ * in the options, plus an HTTP SNI route in the main router), tcp (the fallback relay of the
+ * router of listen_port: the main TLS listener's router for port 0 or --addr's port, else a
+ * per-port host listener that lives as long as it has routes), tls (an SNI passthrough route in
+ * that router) and udp (a host UDP socket on listen_port with per-client sessions through the
+ * account's tunnel, core/udp_relay.h). Relays dial path[0].target through the account's tunnel
+ * (or the host with directUpstream).
  */
 
 #include "core/mapping.h"
+#include "core/udp_relay.h"
 #include "platform/stream.h"
 
 #include <stdbool.h>
@@ -60,6 +61,10 @@ void nb_proxy_free(struct nb_proxy *p);
 
 /* Registers an account; the dialer must outlive the account's services. */
 int nb_proxy_add_account(struct nb_proxy *p, const char *id, const struct nb_dialer *dialer);
+/* Gives a registered account its UDP dialer (copied; its ctx must outlive the account's udp
+ * services). udp mappings need it: spec/proxy.md §3.5, "needs the account client to exist".
+ * NB_OK or NB_E_NOTFOUND. */
+int nb_proxy_set_udp_dialer(struct nb_proxy *p, const char *id, const struct nb_udp_dialer *d);
 
 /*
  * Applies one mapping by m->type (CREATED, MODIFIED, REMOVED). On failure returns an nb_err and
@@ -77,7 +82,8 @@ void nb_proxy_set_main_router(struct nb_proxy *p, struct nb_router *r, int32_t p
  * direct targets. */
 int nb_proxy_dialer(void *arg, const char *account_id, bool direct, struct nb_dialer *out);
 
-/* Stops accepting new connections on every service (graceful shutdown, step 5). */
+/* Stops accepting new connections on every service (graceful shutdown, step 5) and closes the
+ * udp relays (step 6: their sessions end, with access-log records). */
 void nb_proxy_drain(struct nb_proxy *p);
 
 struct nb_proxy_stats {
@@ -86,6 +92,7 @@ struct nb_proxy_stats {
     uint64_t relays_total;
     uint64_t relays_rejected; /* over the per-router limit or draining */
     uint64_t dial_failures;
+    struct nb_udp_stats udp; /* every udp service's relay, summed */
 };
 void nb_proxy_stats(const struct nb_proxy *p, struct nb_proxy_stats *st);
 

@@ -705,10 +705,15 @@ static int validate_mapping(const struct nb_mapping *m, const char *where, struc
 {
     switch (nb_mapping_mode(m)) {
     case NB_MODE_TCP:
-    case NB_MODE_TLS: {
-        /* 0 (or --addr's port) = the main TLS listener's router (spec/proxy.md §3.5) */
-        if (m->listen_port < 0 || m->listen_port > 65535)
-            return fail(e, "%s.listenPort: must be 0..65535 for mode %s", where, m->mode);
+    case NB_MODE_TLS:
+    case NB_MODE_UDP: {
+        /* tcp/tls: 0 (or --addr's port) = the main TLS listener's router (spec/proxy.md §3.5) */
+        int lo = nb_mapping_mode(m) == NB_MODE_UDP ? 1 : 0;
+        if (m->listen_port < lo || m->listen_port > 65535)
+            return fail(e, "%s.listenPort: must be %d..65535 for mode %s", where, lo,
+                        nb_mapping_mode(m) == NB_MODE_TCP   ? "tcp"
+                        : nb_mapping_mode(m) == NB_MODE_TLS ? "tls"
+                                                            : "udp");
         if (nb_mapping_mode(m) == NB_MODE_TLS && (m->domain == NULL || m->domain[0] == '\0'))
             return fail(e, "%s.domain: required for tls mappings (the SNI routed)", where);
         if (m->n_paths == 0 || m->paths[0].target == NULL || m->paths[0].target[0] == '\0')
@@ -731,9 +736,6 @@ static int validate_mapping(const struct nb_mapping *m, const char *where, struc
             http_target_deinit(&t);
         }
         return NB_OK;
-    case NB_MODE_UDP:
-        return fail(e, "%s.mode: \"%s\" mappings are not supported yet", where,
-                    m->mode ? m->mode : "");
     }
     return NB_OK;
 }
@@ -838,8 +840,8 @@ int nb_standalone_parse(const char *json, size_t len, const char *base_dir,
                               m->id, j);
                     goto out;
                 }
-                if (nb_mapping_mode(m) == NB_MODE_TCP &&
-                    nb_mapping_mode(&out->mappings[j]) == NB_MODE_TCP &&
+                if ((nb_mapping_mode(m) == NB_MODE_TCP || nb_mapping_mode(m) == NB_MODE_UDP) &&
+                    nb_mapping_mode(&out->mappings[j]) == nb_mapping_mode(m) &&
                     out->mappings[j].listen_port == m->listen_port) {
                     rc = fail(&e, "%s.listenPort: duplicate port %d (also mappings[%d])", w,
                               m->listen_port, j);
