@@ -81,6 +81,11 @@ leaf certs tls static.test "DNS:web.test,DNS:both.test,DNS:a.b.wild.test,DNS:wil
 leaf wild wild wild.test "DNS:*.wild.test" 0x2002
 leaf new tls static2.test "DNS:web.test,DNS:both.test" 0x3003
 leaf new wild wild2.test "DNS:*.wild.test" 0x4004
+# a Kubernetes-style secret volume: tls.crt -> ..data/tls.crt, ..data -> ..v1 (swapped atomically)
+mkdir -p k8s/..v1 k8s/..v2
+cp new/tls.crt new/tls.key k8s/..v1/
+leaf k8s/..v2 tls static3.test "DNS:web.test" 0x5005
+ln -s ..v1 k8s/..data && ln -s ..data/tls.crt k8s/tls.crt && ln -s ..data/tls.key k8s/tls.key
 ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout be.key -out be.crt -days 30 -subj /CN=backend.pass
 [ -s certs/tls.crt ] && [ -s wild/wild.crt ] && [ -s be.crt ] || { log "cannot make certificates"; exit 2; }
 
@@ -199,7 +204,7 @@ cat > b.json <<JSON
       "path": [{ "target": "127.0.0.1:18503", "options": { "directUpstream": true, "proxyProtocol": true } }] }
   ] }
 JSON
-"$bin" --config b.json --addr 127.0.0.1:18520 --cert-dir "$work/new" --proxy-protocol \
+"$bin" --config b.json --addr 127.0.0.1:18520 --cert-dir "$work/k8s" --proxy-protocol \
     --access-log "$work/b-access.log" > b.log 2>&1 &
 pids+=($!)
 wait_port 18520 || bad "nbproxy B did not start: $(tail -3 b.log)"
@@ -216,6 +221,12 @@ contains "PROXY v1 in -> v2 out carries the inbound header's source" "v2 203.0.1
 sleep 0.5
 grep -q '"sourceIp":"198.51.100.9"' b-access.log && ok "access log: HTTP source from the PROXY header" || bad "access log lacks 198.51.100.9: $(head -c 400 b-access.log)"
 grep -q '"sourceIp":"203.0.113.5".*"protocol":"tcp"\|"protocol":"tcp".*"sourceIp":"203.0.113.5"' b-access.log && ok "access log: tcp relay record with the header's source" || bad "no tcp record for 203.0.113.5: $(tail -c 400 b-access.log)"
+
+contains "B serves the secret volume's certificate" "serial=3003" "$(peer_cert 18520 web.test)"
+ln -s ..v2 k8s/..data_tmp && mv -T k8s/..data_tmp k8s/..data
+got=""
+for _ in $(seq 40); do got=$(peer_cert 18520 web.test); case "$got" in *serial=5005*) break ;; esac; sleep 0.25; done
+contains "Kubernetes ..data symlink swap reloads the certificate" "serial=5005" "$got"
 
 # ---- C: trusted proxies -> a header is required ----
 cat > c.json <<JSON
