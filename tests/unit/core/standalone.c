@@ -122,9 +122,12 @@ static void test_bad_configs_name_the_field(void **state)
         {"{\"accounts\":[],\"mappings\":[{\"id\":\"m\",\"accountId\":\"nope\",\"mode\":\"tcp\","
          "\"listenPort\":81,\"path\":[{\"target\":\"1.2.3.4:80\"}]}]}",
          "mappings[0].accountId: unknown account"},
-        {"{\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\",\"mode\":\"tcp\",\"listenPort\":0,"
+        {"{\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\",\"mode\":\"tcp\",\"listenPort\":-1,"
          "\"path\":[{\"target\":\"1.2.3.4:80\"}]}]}",
-         "mappings[0].listenPort: must be 1..65535"},
+         "mappings[0].listenPort: must be 0..65535"},
+        {"{\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\",\"mode\":\"tls\",\"listenPort\":0,"
+         "\"path\":[{\"target\":\"1.2.3.4:443\"}]}]}",
+         "mappings[0].domain: required for tls mappings"},
         {"{\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\",\"mode\":\"tcp\",\"listenPort\":81,"
          "\"path\":[{\"target\":\"\"}]}]}",
          "mappings[0].path[0].target: empty target address"},
