@@ -5,10 +5,12 @@
  * event loop until SIGINT/SIGTERM, followed by a bounded graceful stop.
  */
 #include "core/account.h"
+#include "core/certs.h"
 #include "core/config.h"
 #include "core/demo.h"
 #include "core/health.h"
 #include "core/proxy.h"
+#include "core/router.h"
 #include "core/standalone.h"
 #include "http/accesslog.h"
 #include "http/client.h"
@@ -24,6 +26,7 @@
 #include "platform/loop.h"
 #include "platform/metrics.h"
 #include "platform/sock.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -64,7 +67,16 @@ struct app {
     struct http_listener_ctx public_ctx;
     struct http_server *overlay_srv; /* --private: every account's tunnel listener */
     struct http_listener_ctx *overlay_ctx;
-    struct http_server *demo_srv; /* --demo: the backend account's web server */
+    struct nb_router **overlay_routers; /* --private: one per account (ports 443 and 80) */
+    struct http_server *demo_srv;       /* --demo: the backend account's web server */
+    /* the main TLS listener (--addr) */
+    struct nb_certs *certs;
+    struct tls_ctx *tls;
+    struct http_server *tls_srv;
+    struct nb_router *main_router;
+    struct nb_listener *main_lst;
+    struct l4_prefix *trusted; /* --trusted-proxies, for PROXY protocol */
+    size_t n_trusted;
     struct http_listener_ctx demo_ctx;
     struct nb_health *health; /* --health-addr */
     struct mgmt *mgmt;        /* management mode */
@@ -86,7 +98,8 @@ static void drain_check(struct nb_timer *t)
         return;
     nb_proxy_stats(app->proxy, &st);
     uint32_t http_conns = (app->public_srv ? http_server_conns(app->public_srv) : 0) +
-                          (app->overlay_srv ? http_server_conns(app->overlay_srv) : 0);
+                          (app->overlay_srv ? http_server_conns(app->overlay_srv) : 0) +
+                          (app->tls_srv ? http_server_conns(app->tls_srv) : 0);
     if (st.relays_active == 0 && http_conns == 0) {
         nb_loop_stop(app->loop);
         return;
@@ -137,10 +150,20 @@ static void drain_start(struct app *app)
         nb_listener_close(app->public_lst);
         app->public_lst = NULL;
     }
+    if (app->main_lst) {
+        nb_listener_close(app->main_lst);
+        app->main_lst = NULL;
+    }
     if (app->public_srv)
         http_server_drain(app->public_srv);
     if (app->overlay_srv)
         http_server_drain(app->overlay_srv);
+    if (app->tls_srv)
+        http_server_drain(app->tls_srv);
+    if (app->overlay_routers)
+        for (uint32_t i = 0; i < app->n_accounts; i++)
+            if (app->overlay_routers[i])
+                nb_router_drain(app->overlay_routers[i]);
     if (app->http)
         http_proxy_close_upgrades(app->http);
     nb_proxy_drain(app->proxy);
@@ -172,6 +195,42 @@ static void gauge(struct nb_prom *p, const char *name, const char *help, double 
 {
     nb_prom_family(p, name, "gauge", help);
     nb_prom_sample(p, name, NULL, v);
+}
+
+/* spec/proxy.md §9.2 UDP instruments, plus nbproxy's own refusal and drop counters. */
+static void udp_metrics(struct nb_prom *p, const struct nb_udp_stats *u)
+{
+    gauge(p, "proxy_udp_active_sessions", "UDP relay sessions open.", (double)u->sessions_active);
+    nb_prom_family(p, "proxy_udp_sessions_total", "counter", "UDP relay sessions by result.");
+    const char *ok[] = {"result", "success", NULL}, *de[] = {"result", "dial_error", NULL},
+               *rj[] = {"result", "rejected", NULL};
+    nb_prom_sample(p, "proxy_udp_sessions_total", ok, (double)u->sessions_total);
+    nb_prom_sample(p, "proxy_udp_sessions_total", de, (double)u->dial_errors);
+    nb_prom_sample(p, "proxy_udp_sessions_total", rj,
+                   (double)(u->rejected_limit + u->rejected_rate));
+    const char *up[] = {"direction", "client_to_backend", NULL},
+               *down[] = {"direction", "backend_to_client", NULL};
+    nb_prom_family(p, "proxy_udp_packets_total", "counter", "UDP datagrams relayed.");
+    nb_prom_sample(p, "proxy_udp_packets_total", up, (double)u->packets_up);
+    nb_prom_sample(p, "proxy_udp_packets_total", down, (double)u->packets_down);
+    nb_prom_family(p, "proxy_udp_bytes_total", "counter", "UDP payload bytes relayed.");
+    nb_prom_sample(p, "proxy_udp_bytes_total", up, (double)u->bytes_up);
+    nb_prom_sample(p, "proxy_udp_bytes_total", down, (double)u->bytes_down);
+    nb_prom_family(p, "nbproxy_udp_sessions_rejected_total", "counter",
+                   "New UDP sessions refused, by reason (session limit, creation rate).");
+    const char *lim[] = {"reason", "limit", NULL}, *rate[] = {"reason", "rate", NULL};
+    nb_prom_sample(p, "nbproxy_udp_sessions_rejected_total", lim, (double)u->rejected_limit);
+    nb_prom_sample(p, "nbproxy_udp_sessions_rejected_total", rate, (double)u->rejected_rate);
+    nb_prom_family(p, "nbproxy_udp_sessions_ended_total", "counter",
+                   "UDP sessions ended by idle timeout or by a write error.");
+    const char *idle[] = {"reason", "idle", NULL}, *er[] = {"reason", "error", NULL};
+    nb_prom_sample(p, "nbproxy_udp_sessions_ended_total", idle, (double)u->ended_idle);
+    nb_prom_sample(p, "nbproxy_udp_sessions_ended_total", er, (double)u->ended_error);
+    counter(p, "nbproxy_udp_dropped_packets_total",
+            "UDP datagrams not relayed (refused sessions, no memory, socket full).",
+            (double)u->dropped_packets);
+    counter(p, "nbproxy_udp_dropped_bytes_total", "Payload bytes of those datagrams.",
+            (double)u->dropped_bytes);
 }
 
 static void process_metrics(struct app *app, struct nb_prom *p)
@@ -226,17 +285,17 @@ static void app_metrics(void *arg, struct nb_prom *p)
         gauge(p, "nbproxy_http_upgraded_connections", "Upgraded (WebSocket) connections open.",
               (double)hs.upgrades_active);
     }
-    struct http_server *srvs[2] = {app->public_srv, app->overlay_srv};
-    const char *names[2] = {"public", "tunnel"};
+    struct http_server *srvs[3] = {app->public_srv, app->overlay_srv, app->tls_srv};
+    const char *names[3] = {"public", "tunnel", "tls"};
     nb_prom_family(p, "nbproxy_http_connections", "gauge", "Client connections open.");
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (srvs[i]) {
             const char *l[] = {"listener", names[i], NULL};
             nb_prom_sample(p, "nbproxy_http_connections", l, (double)http_server_conns(srvs[i]));
         }
     nb_prom_family(p, "nbproxy_http_bad_requests_total", "counter",
                    "Requests rejected by the parser (400) or over a limit (431).");
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (srvs[i]) {
             struct http_server_stats ss;
             http_server_stats(srvs[i], &ss);
@@ -268,6 +327,7 @@ static void app_metrics(void *arg, struct nb_prom *p)
                        (double)(ps.relays_total - ps.dial_failures));
         nb_prom_sample(p, "proxy_tcp_connections_total", de, (double)ps.dial_failures);
         nb_prom_sample(p, "proxy_tcp_connections_total", rj, (double)ps.relays_rejected);
+        udp_metrics(p, &ps.udp);
     }
     if (app->mgmt) {
         struct mgmt_stats ms;
@@ -295,6 +355,23 @@ static void app_metrics(void *arg, struct nb_prom *p)
                 "Access-log records not sent to management (disconnected or too many in "
                 "flight).",
                 (double)ms.logs_dropped);
+    }
+    if (app->main_router) {
+        struct nb_router_stats rs;
+        nb_router_stats(app->main_router, &rs);
+        counter(p, "nbproxy_tls_listener_connections_total",
+                "Connections accepted on the main TLS listener (--addr).", (double)rs.accepted);
+        nb_prom_family(p, "nbproxy_tls_handshakes_total", "counter",
+                       "TLS handshakes on the main listener by result.");
+        const char *ok[] = {"result", "success", NULL}, *fl[] = {"result", "failure", NULL};
+        nb_prom_sample(p, "nbproxy_tls_handshakes_total", ok, (double)rs.tls_handoffs);
+        nb_prom_sample(p, "nbproxy_tls_handshakes_total", fl, (double)rs.tls_failures);
+        counter(p, "nbproxy_router_peek_closed_total",
+                "Main-listener connections closed before a routing decision (deadline, EOF).",
+                (double)rs.peek_closed);
+        counter(p, "nbproxy_proxy_protocol_rejected_total",
+                "Connections closed for a missing or invalid PROXY header (main listener).",
+                (double)rs.pp_rejected);
     }
     if (app->access_log) {
         struct nb_access_log_stats as;
@@ -390,9 +467,11 @@ static int http_listen_public(struct app *app, const char *addr)
 }
 
 /*
- * --private: every account serves its own HTTP mappings on port 80 of its tunnel address
- * (spec/proxy.md §6.2), scoped to that account. Inbound servers use the reference's inbound
- * timeouts (ReadHeaderTimeout 30 s, IdleTimeout 90 s).
+ * --private: every account serves its own HTTP mappings on ports 443 and 80 of its tunnel
+ * address (spec/proxy.md §6.2), scoped to that account. Both ports feed one router per account
+ * that peeks: TLS -> terminated with the same certificates as the public listener, anything else
+ * -> plain HTTP. Inbound servers use the reference's inbound timeouts (ReadHeaderTimeout 30 s,
+ * IdleTimeout 90 s).
  */
 static int http_listen_private(struct app *app, const struct nb_standalone *sa)
 {
@@ -400,7 +479,9 @@ static int http_listen_private(struct app *app, const struct nb_standalone *sa)
     struct http_handler h = http_proxy_handler(app->http);
     app->overlay_srv = http_server_new(app->loop, &so, &h);
     app->overlay_ctx = calloc(app->n_accounts ? app->n_accounts : 1, sizeof *app->overlay_ctx);
-    if (app->overlay_srv == NULL || app->overlay_ctx == NULL)
+    app->overlay_routers =
+        calloc(app->n_accounts ? app->n_accounts : 1, sizeof *app->overlay_routers);
+    if (app->overlay_srv == NULL || app->overlay_ctx == NULL || app->overlay_routers == NULL)
         return NB_E_NOMEM;
     for (uint32_t i = 0; i < app->n_accounts; i++) {
         struct http_listener_ctx *ctx = &app->overlay_ctx[i];
@@ -409,15 +490,210 @@ static int http_listen_private(struct app *app, const struct nb_standalone *sa)
         ctx->info.scope = strdup(sa->accounts[i].id);
         if (ctx->info.scope == NULL)
             return NB_E_NOMEM;
-        int rc = nb_account_listen(app->accounts[i], 80, http_server_accept_cb, ctx);
-        if (rc != NB_OK) {
-            /* The reference logs it and runs the account without inbound listeners. */
-            nb_warn("main", "account %s: no tunnel listener on port 80: %s", sa->accounts[i].id,
-                    nb_strerror(rc));
-            continue;
+        char name[96];
+        snprintf(name, sizeof name, "account %s", sa->accounts[i].id);
+        struct nb_router_opts ro = {
+            .name = name,
+            .tls = app->tls,
+            .https = app->tls ? app->overlay_srv : NULL,
+            .plain = app->overlay_srv,
+            .overlay = true,
+            .scope = sa->accounts[i].id,
+            .access_log = app->access_log,
+            .dialer = nb_proxy_dialer,
+            .dialer_arg = app->proxy,
+        };
+        if ((app->overlay_routers[i] = nb_router_new(app->loop, &ro)) == NULL)
+            return NB_E_NOMEM;
+        static const uint16_t ports[2] = {443, 80};
+        for (int k = 0; k < 2; k++) {
+            int rc = nb_account_listen(app->accounts[i], ports[k], nb_router_accept_cb,
+                                       app->overlay_routers[i]);
+            if (rc != NB_OK) {
+                /* The reference logs it and runs the account without inbound listeners. */
+                nb_warn("main", "account %s: no tunnel listener on port %u: %s", sa->accounts[i].id,
+                        ports[k], nb_strerror(rc));
+                continue;
+            }
         }
-        nb_info("main", "account %s: HTTP on port 80 of its tunnel address", sa->accounts[i].id);
+        nb_info("main", "account %s: HTTP%s on ports 443 and 80 of its tunnel address",
+                sa->accounts[i].id, app->tls ? " and HTTPS" : "");
     }
+    return NB_OK;
+}
+
+/* --trusted-proxies as l4 prefixes, for the PROXY protocol policy (spec/proxy.md §10.1). The
+ * HTTP layer parsed (and validated) the same list already. */
+static int parse_trusted_l4(struct app *app, const char *list)
+{
+    if (list == NULL || list[0] == '\0')
+        return NB_OK;
+    size_t n = 1;
+    for (const char *q = list; *q; q++)
+        n += *q == ',';
+    app->trusted = calloc(n, sizeof *app->trusted);
+    char *copy = strdup(list);
+    if (app->trusted == NULL || copy == NULL) {
+        free(copy);
+        return NB_E_NOMEM;
+    }
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        char *end = tok + strlen(tok);
+        while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
+            *--end = '\0';
+        if (*tok == '\0')
+            continue;
+        struct nb_prefix pf;
+        if (nb_prefix_parse(tok, &pf) != NB_OK) {
+            free(copy);
+            return NB_E_INVAL;
+        }
+        struct l4_prefix *lp = &app->trusted[app->n_trusted++];
+        lp->family = pf.family;
+        memcpy(lp->addr, pf.addr, sizeof lp->addr);
+        lp->bits = pf.len;
+    }
+    free(copy);
+    return NB_OK;
+}
+
+static char *path_join(const char *dir, const char *file)
+{
+    if (file[0] == '/' || dir == NULL || dir[0] == '\0')
+        return strdup(file);
+    size_t n = strlen(dir) + strlen(file) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, file);
+    return p;
+}
+
+/*
+ * Certificates and the TLS server context shared by the main listener and the tunnel listeners
+ * (spec/proxy.md §7). Static files: always in management mode without ACME (a failure is a
+ * start-up error, as in the reference); standalone, when --cert-* is given or the default files
+ * exist. Standalone with no certificate (and ACME off): a self-signed one for the mapped
+ * domains.
+ */
+static int tls_setup(struct app *app, const struct nb_config *cfg, const struct nb_standalone *sa,
+                     bool mgmt_mode)
+{
+    char *cert = path_join(cfg->cert_dir, cfg->cert_file);
+    char *key = path_join(cfg->cert_dir, cfg->cert_key_file);
+    const char **names = calloc(sa->n_mappings + 2, sizeof *names);
+    int rc = NB_E_NOMEM;
+    if (cert == NULL || key == NULL || names == NULL)
+        goto out;
+    bool explicit_files = nb_config_explicit(cfg, "cert-dir") ||
+                          nb_config_explicit(cfg, "cert-file") ||
+                          nb_config_explicit(cfg, "cert-key-file");
+    bool use_static;
+    if (cfg->acme_certs) {
+        nb_warn("main", "--acme-certs: ACME is not built yet; only --wildcard-cert-dir "
+                        "certificates are served");
+        use_static = false;
+    } else if (mgmt_mode || explicit_files) {
+        use_static = true;
+    } else {
+        use_static = access(cert, R_OK) == 0 && access(key, R_OK) == 0;
+    }
+    size_t n = 0;
+    if (!mgmt_mode && !cfg->acme_certs) {
+        if (cfg->domain && cfg->domain[0])
+            names[n++] = cfg->domain;
+        for (uint32_t i = 0; i < sa->n_mappings && n < 100; i++) {
+            const struct nb_mapping *m = &sa->mappings[i];
+            if (nb_mapping_mode(m) == NB_MODE_HTTP && m->domain && m->domain[0])
+                names[n++] = m->domain;
+        }
+        if (n == 0)
+            names[n++] = "localhost";
+    }
+    struct nb_certs_opts co = {
+        .cert_path = use_static ? cert : NULL,
+        .key_path = use_static ? key : NULL,
+        .wildcard_dir = cfg->wildcard_cert_dir,
+        .selfsigned_names = names,
+        .n_selfsigned = n,
+    };
+    char err[512] = "";
+    rc = nb_certs_new(app->loop, &co, &app->certs, err, sizeof err);
+    if (rc != NB_OK) {
+        nb_error("main", "certificates: %s", err[0] ? err : nb_strerror(rc));
+        goto out;
+    }
+    for (uint32_t i = 0; i < sa->n_mappings; i++) {
+        const struct nb_mapping *m = &sa->mappings[i];
+        if (nb_mapping_mode(m) == NB_MODE_HTTP && m->domain && m->domain[0])
+            (void)nb_certs_check_domain(app->certs, m->domain);
+    }
+    /* The single ALPN list of every TLS listener. HTTP/2 joins here ("h2" first) together with
+     * the h2 branch of dispatch_tls() in core/router.c. */
+    struct tls_server_opts to = {
+        .select = nb_certs_select,
+        .select_arg = app->certs,
+        .alpn = "http/1.1,acme-tls/1",
+        .answer_plain_http = true,
+    };
+    rc = tls_ctx_new_server(&to, &app->tls);
+    if (rc != NB_OK)
+        nb_error("main", "TLS context: %s", nb_strerror(rc));
+out:
+    free(cert);
+    free(key);
+    free(names);
+    return rc;
+}
+
+/* --addr: the main TLS listener and its router (spec/proxy.md §3.7). */
+static int tls_listen_main(struct app *app, const struct nb_config *cfg)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (nb_addr_parse(cfg->addr, &ss, &sl) != NB_OK) {
+        nb_error("main", "--addr \"%s\": not an address (ip:port, [v6]:port or :port)", cfg->addr);
+        return NB_E_INVAL;
+    }
+    struct http_handler h = http_proxy_handler(app->http);
+    app->tls_srv = http_server_new(app->loop, NULL, &h);
+    if (app->tls_srv == NULL)
+        return NB_E_NOMEM;
+    struct nb_router_opts ro = {
+        .name = "main",
+        .tls = app->tls,
+        .https = app->tls_srv,
+        .proxy_protocol = cfg->proxy_protocol,
+        .trusted = app->trusted,
+        .n_trusted = app->n_trusted,
+        .access_log = app->access_log,
+        .dialer = nb_proxy_dialer,
+        .dialer_arg = app->proxy,
+    };
+    app->main_router = nb_router_new(app->loop, &ro);
+    if (app->main_router == NULL)
+        return NB_E_NOMEM;
+    int rc = nb_tcp_listen(app->loop, (struct sockaddr *)&ss, 1024, nb_router_accept_cb,
+                           app->main_router, &app->main_lst);
+    if (rc != NB_OK && ss.ss_family == AF_INET6 && cfg->addr[0] == ':') {
+        /* ":port" on a host without IPv6: IPv4 any. */
+        nb_addr_from_ip("0.0.0.0", nb_addr_port((struct sockaddr *)&ss), &ss, NULL);
+        rc = nb_tcp_listen(app->loop, (struct sockaddr *)&ss, 1024, nb_router_accept_cb,
+                           app->main_router, &app->main_lst);
+    }
+    if (rc != NB_OK) {
+        nb_error("main", "--addr %s: cannot listen: %s", cfg->addr, strerror(errno));
+        return rc;
+    }
+    nb_proxy_set_main_router(app->proxy, app->main_router,
+                             (int32_t)nb_addr_port((struct sockaddr *)&ss));
+    if (cfg->proxy_protocol && app->n_trusted == 0)
+        nb_warn("main", "--proxy-protocol without --trusted-proxies: PROXY headers are accepted "
+                        "from anyone");
+    nb_info("main", "TLS listener on %s%s", cfg->addr,
+            cfg->proxy_protocol ? " (PROXY protocol)" : "");
     return NB_OK;
 }
 
@@ -426,7 +702,12 @@ static int http_listen_private(struct app *app, const struct nb_standalone *sa)
 static int hook_apply(void *arg, const struct nb_mapping *m, char *err, size_t errlen)
 {
     struct app *app = arg;
-    return nb_proxy_apply(app->proxy, m, err, errlen);
+    int rc = nb_proxy_apply(app->proxy, m, err, errlen);
+    /* spec/proxy.md §7.1: a domain the static certificate does not cover is only a warning. */
+    if (rc == NB_OK && app->certs && m->type != NB_UPDATE_REMOVED &&
+        nb_mapping_mode(m) == NB_MODE_HTTP)
+        (void)nb_certs_check_domain(app->certs, m->domain);
+    return rc;
 }
 
 static void hook_connected(void *arg, bool up)
@@ -504,6 +785,10 @@ static int start(struct app *app, const struct nb_config *cfg, struct nb_standal
         nb_account_dialer(app->accounts[i], &d);
         if ((rc = nb_proxy_add_account(app->proxy, sa->accounts[i].id, &d)) != NB_OK)
             return rc;
+        struct nb_udp_dialer ud;
+        nb_account_udp_dialer(app->accounts[i], &ud);
+        if ((rc = nb_proxy_set_udp_dialer(app->proxy, sa->accounts[i].id, &ud)) != NB_OK)
+            return rc;
     }
     for (uint32_t i = 0; i < sa->n_mappings; i++) {
         err[0] = '\0';
@@ -531,16 +816,29 @@ static void stop(struct app *app)
     if (app->public_lst)
         nb_listener_close(app->public_lst);
     app->public_lst = NULL;
+    if (app->main_lst)
+        nb_listener_close(app->main_lst);
+    app->main_lst = NULL;
+    /* Handshakes in progress would hand their streams to the servers freed below. */
+    if (app->main_router)
+        nb_router_abort(app->main_router);
+    if (app->overlay_routers)
+        for (uint32_t i = 0; i < app->n_accounts; i++)
+            if (app->overlay_routers[i])
+                nb_router_abort(app->overlay_routers[i]);
     http_server_free(app->public_srv);
     http_server_free(app->overlay_srv);
     http_server_free(app->demo_srv);
-    app->public_srv = app->overlay_srv = app->demo_srv = NULL;
+    http_server_free(app->tls_srv);
+    app->public_srv = app->overlay_srv = app->demo_srv = app->tls_srv = NULL;
     if (app->http)
         http_proxy_close_upgrades(app->http);
     for (int i = 0; i < 3; i++)
         nb_loop_run_once(app->loop, 0);
     nb_proxy_free(app->proxy);
     app->proxy = NULL;
+    nb_router_free(app->main_router); /* after the proxy: it removed its routes from it */
+    app->main_router = NULL;
     http_proxy_free(app->http);
     app->http = NULL;
     http_client_free(app->client);
@@ -548,8 +846,15 @@ static void stop(struct app *app)
     /* Let cancelled relays and closing streams settle before the netstack goes away. */
     for (int i = 0; i < 3; i++)
         nb_loop_run_once(app->loop, 0);
-    for (uint32_t i = 0; i < app->n_accounts; i++)
+    for (uint32_t i = 0; i < app->n_accounts; i++) {
+        /* An account's tunnel listeners feed its router: both go in the same step, with no
+         * loop iteration in between. */
+        if (app->overlay_routers)
+            nb_router_free(app->overlay_routers[i]);
         nb_account_close(app->accounts[i]);
+    }
+    free(app->overlay_routers);
+    app->overlay_routers = NULL;
     free(app->accounts);
     if (app->overlay_ctx)
         for (uint32_t i = 0; i < app->n_accounts; i++)
@@ -557,6 +862,12 @@ static void stop(struct app *app)
     free(app->overlay_ctx);
     for (int i = 0; i < 3; i++)
         nb_loop_run_once(app->loop, 0);
+    tls_ctx_unref(app->tls);
+    app->tls = NULL;
+    nb_certs_free(app->certs);
+    app->certs = NULL;
+    free(app->trusted);
+    app->trusted = NULL;
     nb_health_free(app->health);
     app->health = NULL;
     nb_dns_free(app->dns);
@@ -723,7 +1034,15 @@ int main(int argc, char **argv)
         nb_error("main", "start-up failed; nothing is served");
         goto out_proxy;
     }
+    if (parse_trusted_l4(&app, cfg.trusted_proxies) != NB_OK) {
+        nb_error("main", "--trusted-proxies: invalid list");
+        goto out_proxy;
+    }
     struct nb_proxy_opts po = {
+        .host_dialer = &app.host_dialer,
+        .proxy_protocol = cfg.proxy_protocol,
+        .trusted = app.trusted,
+        .n_trusted = app.n_trusted,
         .max_dial_timeout_ms = cfg.max_dial_timeout_ms,
         .max_session_idle_timeout_ms = cfg.max_session_idle_timeout_ms,
         .wg_port = cfg.wg_port,
@@ -735,6 +1054,14 @@ int main(int argc, char **argv)
     app.proxy = nb_proxy_new(app.loop, &po);
     if (app.proxy == NULL)
         goto out_proxy;
+    /* The main TLS listener runs when --addr / NB_PROXY_ADDRESS is given (in every mode), so
+     * several instances (and the tests) can share a host without a certificate for :443. */
+    bool main_tls = nb_config_explicit(&cfg, "addr");
+    if (((main_tls || cfg.private_mode) && tls_setup(&app, &cfg, &sa, mgmt_mode) != NB_OK) ||
+        (main_tls && tls_listen_main(&app, &cfg) != NB_OK)) {
+        nb_error("main", "start-up failed; nothing is served");
+        goto out_proxy;
+    }
     char demo_addr[32];
     snprintf(demo_addr, sizeof demo_addr, "127.0.0.1:%ld", demo_port);
     const char *http_addr = cfg.http_addr && cfg.http_addr[0] ? cfg.http_addr
@@ -765,10 +1092,10 @@ int main(int argc, char **argv)
     }
     if (mgmt_mode && start_mgmt(&app, &cfg, token) != NB_OK)
         goto out_proxy;
-    if (http_addr == NULL && !cfg.private_mode &&
+    if (http_addr == NULL && !cfg.private_mode && !main_tls &&
         http_routes_count(http_proxy_routes(app.http)) > 0)
-        nb_warn("main", "HTTP mappings are configured but no HTTP listener is: use --http-addr "
-                        "(the TLS listener on --addr is not built yet) or --private");
+        nb_warn("main", "HTTP mappings are configured but no listener serves them: use --addr "
+                        "(TLS), --http-addr (plain HTTP) or --private");
     /* The configuration holds every private key and PSK: keep it no longer than needed. */
     uint32_t n_accounts = sa.n_accounts, n_mappings = sa.n_mappings;
     nb_standalone_free(&sa);

@@ -1,19 +1,19 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Accounts, services and the apply step. A tcp service owns a host listener and the
- * connections accepted on it; each connection first dials the target through its account's
- * dialer (the client is paused meanwhile, so nothing is read before the backend is there, as
- * the reference does for pure per-port routers), then hands both streams to an nb_relay.
+ * Accounts, services and the apply step. L4 services (tcp, tls) are routes in a router
+ * (core/router.c): the main router of the TLS listener (listen port 0 or --addr's port) or a
+ * per-port router whose host listener lives as long as it has routes. A tcp service is its
+ * router's fallback, a tls service an SNI passthrough route; the router owns the connections and
+ * relays. HTTP services are routes in the http_proxy plus an HTTP SNI route in the main router
+ * (HTTP routes win over passthrough routes, spec/proxy.md §3.7).
  *
- * Ownership: services own their connections; a connection owns its streams until the relay
- * takes them. Removing a service cancels its connections at once (spec/proxy.md §3.7: "removing
- * a route cancels all active relays of that service").
+ * Removing a service removes its routes, which cancels that service's relays at once (§3.7).
  */
 #include "core/proxy.h"
+#include "core/router.h"
 #include "http/accesslog.h"
 #include "http/proxy.h"
 #include "http/route.h"
-#include "platform/relay.h"
 #include "platform/addr.h"
 #include "platform/err.h"
 #include "platform/log.h"
@@ -34,20 +34,13 @@ struct account {
     struct account *next;
     char *id;
     struct nb_dialer dialer;
+    struct nb_udp_dialer udp; /* udp.dial == NULL: none */
 };
 
-struct service;
-
-struct conn {
-    struct conn *next;
-    struct conn **pprev;
-    struct service *svc;
-    struct nb_stream *client;
-    struct nb_stream *backend;
-    struct nb_relay *relay;
-    struct nb_timer dial_timer;
-    struct nb_defer defer;
-    char client_addr[NB_ADDRSTRLEN];
+struct port_router {
+    struct nb_router *router;
+    struct nb_listener *listener;
+    int32_t port;
 };
 
 struct service {
@@ -55,16 +48,15 @@ struct service {
     struct service *prev;
     struct nb_proxy *proxy;
     enum nb_mapping_mode mode;
-    char *domain; /* tcp: the mapping's domain (access log host), may be NULL */
+    char *domain; /* the mapping's domain, may be NULL */
     char *id;
     char *account_id;
-    int32_t port;
-    struct sockaddr_storage target;
-    uint32_t dial_timeout_ms;
-    uint32_t idle_timeout_ms;
-    struct nb_listener *listener;
-    struct conn *conns;
-    uint32_t nconns;
+    int32_t port;                   /* tcp/tls: listen port (0 = the main listener) */
+    struct nb_router *router;       /* tcp/tls: the router holding its route */
+    bool http_sni;                  /* http: an HTTP SNI route in the main router */
+    struct sockaddr_storage target; /* udp */
+    uint32_t idle_timeout_ms;       /* udp */
+    struct nb_udp_relay *udp;       /* udp mode */
 };
 
 struct nb_proxy {
@@ -73,9 +65,10 @@ struct nb_proxy {
     struct account *accounts;
     struct service *services; /* every service (for drain and free) */
     struct nb_strmap by_id;   /* id -> service: applying 10 000 mappings stays linear */
-    struct nb_strmap by_port; /* "port" -> tcp service */
+    struct nb_strmap by_port; /* "port" -> struct port_router (per-port listeners) */
     bool draining;
     struct nb_proxy_stats st;
+    struct nb_router_stats gone; /* counters of per-port routers already freed */
 };
 
 static int errf(char *err, size_t len, int rc, const char *fmt, ...)
@@ -132,200 +125,32 @@ static struct account *find_account(struct nb_proxy *p, const char *id)
     return NULL;
 }
 
-/* ---- connections ---- */
-
-static void conn_unlink(struct conn *c)
+int nb_proxy_set_udp_dialer(struct nb_proxy *p, const char *id, const struct nb_udp_dialer *d)
 {
-    if (c->pprev) {
-        *c->pprev = c->next;
-        if (c->next)
-            c->next->pprev = c->pprev;
-        c->pprev = NULL;
-        c->svc->nconns--;
-        c->svc->proxy->st.relays_active--;
+    struct account *a = find_account(p, id);
+    if (a == NULL)
+        return NB_E_NOTFOUND;
+    a->udp = *d;
+    return NB_OK;
+}
+
+/* ---- routers ---- */
+
+int nb_proxy_dialer(void *arg, const char *account_id, bool direct, struct nb_dialer *out)
+{
+    struct nb_proxy *p = arg;
+    if (direct) {
+        if (p->opts.host_dialer == NULL)
+            return NB_E_UNSUPPORTED;
+        *out = *p->opts.host_dialer;
+        return NB_OK;
     }
-}
-
-static void conn_free_deferred(struct nb_defer *d)
-{
-    free(d->arg);
-}
-
-/* Ends a connection that has no relay yet (dial pending or failed). */
-static void conn_abort(struct conn *c, const char *why)
-{
-    nb_timer_cancel(&c->dial_timer);
-    if (why)
-        nb_debug("tcp", "service %s: %s: %s", c->svc->id, c->client_addr, why);
-    if (c->backend)
-        nb_stream_close(c->backend, true);
-    if (c->client)
-        nb_stream_close(c->client, true);
-    c->backend = c->client = NULL;
-    conn_unlink(c);
-    nb_defer(c->svc->proxy->loop, &c->defer, conn_free_deferred, c);
-}
-
-static void relay_done(void *arg, struct nb_relay *r, const struct nb_relay_result *res)
-{
-    struct conn *c = arg;
-    struct nb_access_log *log = c->svc->proxy->opts.access_log;
-    if (log) {
-        /* L4 session record (spec/proxy.md §8.3): source IP without the port. */
-        char ip[NB_ADDRSTRLEN];
-        snprintf(ip, sizeof ip, "%s", c->client_addr);
-        char *colon = strrchr(ip, ':');
-        if (colon)
-            *colon = '\0';
-        size_t il = strlen(ip);
-        if (il > 1 && ip[0] == '[' && ip[il - 1] == ']') {
-            memmove(ip, ip + 1, il - 2);
-            ip[il - 2] = '\0';
-        }
-        struct nb_access_log_entry e = {
-            .account_id = c->svc->account_id,
-            .service_id = c->svc->id,
-            .host = c->svc->domain,
-            .duration_ms = (int64_t)(res->ended_ms - res->started_ms),
-            .source_ip = ip,
-            .bytes_upload = (int64_t)res->bytes_up,
-            .bytes_download = (int64_t)res->bytes_down,
-            .protocol = "tcp",
-        };
-        nb_access_log_write(log, &e);
-    }
-    nb_debug("tcp", "service=%s account=%s client=%s up=%llu down=%llu duration_ms=%llu%s%s",
-             c->svc->id, c->svc->account_id, c->client_addr, (unsigned long long)res->bytes_up,
-             (unsigned long long)res->bytes_down,
-             (unsigned long long)(res->ended_ms - res->started_ms), res->reason ? " end=" : "",
-             res->reason ? res->reason : "");
-    conn_unlink(c);
-    free(c);
-}
-
-static void backend_connected(void *arg, struct nb_stream *s, const char *err)
-{
-    struct conn *c = arg;
-    if (err != NULL) {
-        c->svc->proxy->st.dial_failures++;
-        nb_info("tcp", "service %s: dial %s failed: %s", c->svc->id, c->svc->account_id, err);
-        conn_abort(c, NULL);
-        return;
-    }
-    nb_timer_cancel(&c->dial_timer);
-    struct nb_relay_opts ro = {.idle_timeout_ms = c->svc->idle_timeout_ms};
-    struct nb_stream *client = c->client, *backend = c->backend;
-    c->client = c->backend = NULL; /* the relay owns them now */
-    if (nb_relay_start(c->svc->proxy->loop, client, backend, &ro, relay_done, c, &c->relay) !=
-        NB_OK) {
-        conn_abort(c, "out of memory starting relay");
-        return;
-    }
-}
-
-static void backend_error(void *arg, struct nb_stream *s, const char *err)
-{
-    conn_abort(arg, err);
-}
-
-static const struct nb_stream_cbs dial_cbs = {
-    .on_error = backend_error,
-    .on_connect = backend_connected,
-};
-
-static void client_error(void *arg, struct nb_stream *s, const char *err)
-{
-    conn_abort(arg, err);
-}
-
-static void client_eof(void *arg, struct nb_stream *s)
-{
-    /* Paused clients do not report EOF; nothing to do. */
-}
-
-static const struct nb_stream_cbs waiting_client_cbs = {
-    .on_eof = client_eof,
-    .on_error = client_error,
-};
-
-static void dial_timeout(struct nb_timer *t)
-{
-    struct conn *c = t->arg;
-    c->svc->proxy->st.dial_failures++;
-    nb_info("tcp", "service %s: dial timed out after %u ms", c->svc->id, c->svc->dial_timeout_ms);
-    conn_abort(c, NULL);
-}
-
-static void on_accept(void *arg, struct nb_listener *l, struct nb_stream *client)
-{
-    struct service *svc = arg;
-    struct nb_proxy *p = svc->proxy;
-    if (p->draining || svc->nconns >= p->opts.max_relays_per_router) {
-        p->st.relays_rejected++;
-        nb_stream_close(client, true);
-        return;
-    }
-    struct conn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        p->st.relays_rejected++;
-        nb_stream_close(client, true);
-        return;
-    }
-    c->svc = svc;
-    c->client = client;
-    struct sockaddr_storage peer;
-    if (nb_stream_addrs(client, NULL, &peer) == NB_OK)
-        nb_addr_str((struct sockaddr *)&peer, c->client_addr);
-    nb_stream_set_cbs(client, &waiting_client_cbs, c);
-    nb_stream_pause(client, true);
-    c->next = svc->conns;
-    if (svc->conns)
-        svc->conns->pprev = &c->next;
-    svc->conns = c;
-    c->pprev = &svc->conns;
-    svc->nconns++;
-    p->st.relays_active++;
-    p->st.relays_total++;
-    nb_timer_init(&c->dial_timer, dial_timeout, c);
-    nb_timer_arm(p->loop, &c->dial_timer, svc->dial_timeout_ms);
-    /* The account is looked up per connection: in management mode its tunnel may come (and go)
-     * after the service was set up. */
-    struct account *a = find_account(p, svc->account_id);
-    if (a == NULL) {
-        p->st.dial_failures++;
-        conn_abort(c, "the account has no tunnel yet");
-        return;
-    }
-    int rc =
-        a->dialer.dial(a->dialer.ctx, (struct sockaddr *)&svc->target, &dial_cbs, c, &c->backend);
-    if (rc != NB_OK) {
-        p->st.dial_failures++;
-        c->backend = NULL;
-        conn_abort(c, nb_strerror(rc));
-    }
-}
-
-/* ---- services ---- */
-
-static void service_free(struct service *svc)
-{
-    if (svc->mode == NB_MODE_HTTP && svc->proxy->opts.http)
-        http_proxy_remove(svc->proxy->opts.http, svc->id);
-    if (svc->listener)
-        nb_listener_close(svc->listener);
-    while (svc->conns) {
-        struct conn *c = svc->conns;
-        if (c->relay) {
-            conn_unlink(c);
-            c->svc = svc; /* relay_done still reads ids: keep them alive until it ran */
-            nb_relay_cancel(c->relay);
-        } else {
-            conn_abort(c, "service removed");
-        }
-    }
-    /* Cancelled relays end from a deferred call and still read svc->id; remove_service()
-     * therefore frees the service from a deferred call queued after theirs. */
-    svc->listener = NULL;
+    /* Looked up per connection: in management mode the tunnel may come (and go) later. */
+    struct account *a = find_account(p, account_id);
+    if (a == NULL)
+        return NB_E_NOTFOUND;
+    *out = a->dialer;
+    return NB_OK;
 }
 
 static void port_key(int32_t port, char out[16])
@@ -333,19 +158,157 @@ static void port_key(int32_t port, char out[16])
     snprintf(out, 16, "%d", (int)port);
 }
 
-/* Registers a built service: in the list and the indexes. NB_OK or NB_E_NOMEM (not linked). */
+static bool is_main_port(const struct nb_proxy *p, int32_t port)
+{
+    return port == 0 || (p->opts.main_router && port == p->opts.main_port);
+}
+
+static void add_stats(struct nb_router_stats *a, const struct nb_router_stats *b)
+{
+    a->accepted += b->accepted;
+    a->relays_active += b->relays_active;
+    a->relays_total += b->relays_total;
+    a->relays_rejected += b->relays_rejected;
+    a->dial_failures += b->dial_failures;
+    a->peek_closed += b->peek_closed;
+    a->pp_rejected += b->pp_rejected;
+}
+
+/* The router for an L4 listen port, creating the per-port listener on demand. */
+static int router_for(struct nb_proxy *p, int32_t port, struct nb_router **out, char *err,
+                      size_t errlen)
+{
+    if (is_main_port(p, port)) {
+        if (p->opts.main_router == NULL)
+            return errf(err, errlen, NB_E_UNSUPPORTED,
+                        "listen port %d needs the main TLS listener (--addr), which is not running",
+                        (int)port);
+        *out = p->opts.main_router;
+        return NB_OK;
+    }
+    char pk[16];
+    port_key(port, pk);
+    struct port_router *pr = nb_strmap_get(&p->by_port, pk);
+    if (pr) {
+        *out = pr->router;
+        return NB_OK;
+    }
+    if (p->draining)
+        return errf(err, errlen, NB_E_CLOSED, "shutting down");
+    char name[32];
+    snprintf(name, sizeof name, "port %d", (int)port);
+    struct nb_router_opts ro = {
+        .name = name,
+        .proxy_protocol = p->opts.proxy_protocol,
+        .trusted = p->opts.trusted,
+        .n_trusted = p->opts.n_trusted,
+        .max_relays = p->opts.max_relays_per_router,
+        .access_log = p->opts.access_log,
+        .dialer = nb_proxy_dialer,
+        .dialer_arg = p,
+    };
+    pr = calloc(1, sizeof *pr);
+    if (pr == NULL || (pr->router = nb_router_new(p->loop, &ro)) == NULL) {
+        free(pr);
+        return NB_E_NOMEM;
+    }
+    pr->port = port;
+    struct sockaddr_storage la;
+    socklen_t tl;
+    char lbuf[NB_ADDRSTRLEN + 8];
+    snprintf(lbuf, sizeof lbuf, "%s:%d", p->opts.listen_host ? p->opts.listen_host : "[::]",
+             (int)port);
+    int rc = NB_E_INVAL;
+    if (nb_addr_parse(lbuf, &la, &tl) != NB_OK) {
+        errf(err, errlen, NB_E_INVAL, "bad listen address %s", lbuf);
+        goto fail;
+    }
+    rc = nb_tcp_listen(p->loop, (struct sockaddr *)&la, 1024, nb_router_accept_cb, pr->router,
+                       &pr->listener);
+    if (rc != NB_OK && la.ss_family == AF_INET6 && p->opts.listen_host == NULL) {
+        /* Hosts without IPv6: fall back to IPv4 any. */
+        nb_addr_from_ip("0.0.0.0", (uint16_t)port, &la, NULL);
+        rc = nb_tcp_listen(p->loop, (struct sockaddr *)&la, 1024, nb_router_accept_cb, pr->router,
+                           &pr->listener);
+    }
+    if (rc != NB_OK) {
+        errf(err, errlen, NB_E_IO, "listen on port %d: %s", (int)port, strerror(errno));
+        goto fail;
+    }
+    if (nb_strmap_put(&p->by_port, pk, pr, NULL) != NB_OK) {
+        rc = NB_E_NOMEM;
+        nb_listener_close(pr->listener);
+        goto fail;
+    }
+    if (p->opts.proxy_protocol && p->opts.n_trusted == 0)
+        nb_warn("proxy", "port %d accepts PROXY headers from anyone (no --trusted-proxies)",
+                (int)port);
+    *out = pr->router;
+    return NB_OK;
+fail:
+    nb_router_free(pr->router);
+    free(pr);
+    return rc;
+}
+
+static void port_router_free(struct nb_proxy *p, struct port_router *pr)
+{
+    struct nb_router_stats st;
+    nb_router_stats(pr->router, &st);
+    st.relays_active = 0;
+    add_stats(&p->gone, &st);
+    if (pr->listener)
+        nb_listener_close(pr->listener);
+    nb_router_free(pr->router);
+    free(pr);
+}
+
+/* A per-port router without routes goes, with its listener. */
+static void router_release(struct nb_proxy *p, int32_t port)
+{
+    if (is_main_port(p, port))
+        return;
+    char pk[16];
+    port_key(port, pk);
+    struct port_router *pr = nb_strmap_get(&p->by_port, pk);
+    if (pr && nb_router_empty(pr->router)) {
+        nb_strmap_del(&p->by_port, pk);
+        port_router_free(p, pr);
+    }
+}
+
+void nb_proxy_set_main_router(struct nb_proxy *p, struct nb_router *r, int32_t port)
+{
+    p->opts.main_router = r;
+    p->opts.main_port = port;
+}
+
+/* ---- services ---- */
+
+static void service_free(struct service *svc)
+{
+    struct nb_proxy *p = svc->proxy;
+    if (svc->mode == NB_MODE_HTTP && p->opts.http)
+        http_proxy_remove(p->opts.http, svc->id);
+    if (svc->http_sni && p->opts.main_router)
+        nb_router_remove_service(p->opts.main_router, svc->id);
+    if (svc->router) {
+        nb_router_remove_service(svc->router, svc->id); /* cancels its relays */
+        router_release(p, svc->port);
+    }
+    nb_udp_relay_close(svc->udp);
+    svc->udp = NULL;
+    free(svc->id);
+    free(svc->account_id);
+    free(svc->domain);
+    free(svc);
+}
+
+/* Registers a built service: in the list and the index. NB_OK or NB_E_NOMEM (not linked). */
 static int link_service(struct nb_proxy *p, struct service *svc)
 {
-    char pk[16];
     if (nb_strmap_put(&p->by_id, svc->id, svc, NULL) != NB_OK)
         return NB_E_NOMEM;
-    if (svc->mode == NB_MODE_TCP) {
-        port_key(svc->port, pk);
-        if (nb_strmap_put(&p->by_port, pk, svc, NULL) != NB_OK) {
-            nb_strmap_del(&p->by_id, svc->id);
-            return NB_E_NOMEM;
-        }
-    }
     svc->prev = NULL;
     svc->next = p->services;
     if (p->services)
@@ -355,36 +318,11 @@ static int link_service(struct nb_proxy *p, struct service *svc)
     return NB_OK;
 }
 
-/*
- * Service memory may still be read by relay_done() of cancelled relays, which runs deferred;
- * so the service itself is released from a deferred call too.
- */
-struct service_grave {
-    struct nb_defer d;
-    struct service *svc;
-};
-
-static void service_bury(struct nb_defer *d)
-{
-    struct service_grave *g = d->arg;
-    free(g->svc->id);
-    free(g->svc->account_id);
-    free(g->svc->domain);
-    free(g->svc);
-    free(g);
-}
-
 static void remove_service(struct nb_proxy *p, const char *id)
 {
     struct service *svc = nb_strmap_del(&p->by_id, id);
     if (svc == NULL)
         return;
-    if (svc->mode == NB_MODE_TCP) {
-        char pk[16];
-        port_key(svc->port, pk);
-        if (nb_strmap_get(&p->by_port, pk) == svc)
-            nb_strmap_del(&p->by_port, pk);
-    }
     if (svc->prev)
         svc->prev->next = svc->next;
     else
@@ -393,14 +331,6 @@ static void remove_service(struct nb_proxy *p, const char *id)
         svc->next->prev = svc->prev;
     p->st.services--;
     service_free(svc);
-    struct service_grave *g = calloc(1, sizeof *g);
-    if (g == NULL) {
-        /* Leak rather than risk a use-after-free in a pending relay_done. */
-        nb_error("proxy", "out of memory releasing service %s", id);
-        return;
-    }
-    g->svc = svc;
-    nb_defer(p->loop, &g->d, service_bury, g);
 }
 
 static uint64_t clamp_ms(uint64_t v, uint64_t cap, uint64_t dflt)
@@ -412,7 +342,84 @@ static uint64_t clamp_ms(uint64_t v, uint64_t cap, uint64_t dflt)
     return v;
 }
 
-static int setup_tcp(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen)
+/* tcp (the port's fallback) and tls (an SNI passthrough route), spec/proxy.md §3.5. */
+static int setup_l4(struct nb_proxy *p, const struct nb_mapping *m, enum nb_mapping_mode mode,
+                    char *err, size_t errlen)
+{
+    if (m->listen_port < 0 || m->listen_port > 65535)
+        return errf(err, errlen, NB_E_INVAL, "invalid listen port %d", m->listen_port);
+    if (p->opts.wg_port && m->listen_port == p->opts.wg_port)
+        return errf(err, errlen, NB_E_INVAL, "listen port %d conflicts with tunnel port",
+                    m->listen_port);
+    if (m->n_paths == 0 || m->paths[0].target == NULL || m->paths[0].target[0] == '\0')
+        return errf(err, errlen, NB_E_INVAL, "empty target address");
+    if (mode == NB_MODE_TLS && (m->domain == NULL || m->domain[0] == '\0'))
+        return errf(err, errlen, NB_E_INVAL, "tls mappings need a domain (the SNI to route)");
+    const struct nb_target_options *o = &m->paths[0].options;
+    struct account *a = find_account(p, m->account_id ? m->account_id : "");
+    if (a == NULL && !p->opts.accounts_later && !o->direct_upstream)
+        return errf(err, errlen, NB_E_NOTFOUND, "account %s has no tunnel",
+                    m->account_id ? m->account_id : "");
+    struct nb_l4_target t = {
+        .service_id = m->id,
+        .account_id = m->account_id ? m->account_id : "",
+        .domain = m->domain,
+        .protocol = mode == NB_MODE_TLS ? "tls" : "tcp",
+        .dial_timeout_ms =
+            (uint32_t)clamp_ms(o->request_timeout_ms, p->opts.max_dial_timeout_ms, DEFAULT_DIAL_MS),
+        .idle_timeout_ms =
+            (uint32_t)clamp_ms(o->session_idle_timeout_ms, p->opts.max_session_idle_timeout_ms, 0),
+        .proxy_protocol = o->proxy_protocol,
+        .direct = o->direct_upstream,
+    };
+    socklen_t tl;
+    if (nb_addr_parse(m->paths[0].target, &t.target, &tl) != NB_OK)
+        return errf(err, errlen, NB_E_INVAL, "target \"%s\" is not ip:port", m->paths[0].target);
+    struct service *svc = calloc(1, sizeof *svc);
+    if (svc == NULL)
+        return NB_E_NOMEM;
+    svc->proxy = p;
+    svc->mode = mode;
+    svc->port = m->listen_port;
+    svc->id = strdup(m->id);
+    svc->account_id = strdup(t.account_id);
+    svc->domain = m->domain ? strdup(m->domain) : NULL;
+    int rc = NB_E_NOMEM;
+    if (svc->id == NULL || svc->account_id == NULL || (m->domain && svc->domain == NULL))
+        goto fail;
+    if ((rc = router_for(p, m->listen_port, &svc->router, err, errlen)) != NB_OK)
+        goto fail;
+    rc = mode == NB_MODE_TLS ? nb_router_add_tls(svc->router, m->domain, &t)
+                             : nb_router_set_fallback(svc->router, &t);
+    if (rc != NB_OK) {
+        errf(err, errlen, rc, "%s", rc == NB_E_INVAL ? "invalid domain" : "out of memory");
+        goto fail_route;
+    }
+    if ((rc = link_service(p, svc)) != NB_OK)
+        goto fail_route;
+    char tbuf[NB_ADDRSTRLEN];
+    nb_debug("proxy", "service %s (%s): port %d%s%s -> %s via %s%s", svc->id, t.protocol,
+             (int)svc->port, svc->domain ? " sni " : "", svc->domain ? svc->domain : "",
+             nb_addr_str((struct sockaddr *)&t.target, tbuf), t.direct ? "the host" : "account ",
+             t.direct ? "" : svc->account_id);
+    return NB_OK;
+fail_route:
+    nb_router_remove_service(svc->router, svc->id);
+    router_release(p, svc->port);
+    svc->router = NULL;
+fail:
+    free(svc->id);
+    free(svc->account_id);
+    free(svc->domain);
+    free(svc);
+    return rc;
+}
+
+/*
+ * udp mode (spec/proxy.md §3.5, §3.8): a relay on a host UDP socket; sessions dial through the
+ * account's tunnel, so the account must be there now (also in management mode).
+ */
+static int setup_udp(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen)
 {
     if (m->listen_port < 1 || m->listen_port > 65535)
         return errf(err, errlen, NB_E_INVAL, "invalid listen port %d", m->listen_port);
@@ -421,71 +428,69 @@ static int setup_tcp(struct nb_proxy *p, const struct nb_mapping *m, char *err, 
                     m->listen_port);
     if (m->n_paths == 0 || m->paths[0].target == NULL || m->paths[0].target[0] == '\0')
         return errf(err, errlen, NB_E_INVAL, "empty target address");
-    struct account *a = find_account(p, m->account_id ? m->account_id : "");
-    if (a == NULL && !p->opts.accounts_later)
-        return errf(err, errlen, NB_E_NOTFOUND, "account %s has no tunnel",
-                    m->account_id ? m->account_id : "");
-    char pk[16];
-    port_key(m->listen_port, pk);
-    const struct service *holder = nb_strmap_get(&p->by_port, pk);
-    if (holder && strcmp(holder->id, m->id) != 0)
-        return errf(err, errlen, NB_E_EXISTS, "port %d is already used by service %s",
-                    m->listen_port, holder->id);
+    const char *acct = m->account_id ? m->account_id : "";
+    struct account *a = find_account(p, acct);
+    if (a == NULL || a->udp.dial == NULL)
+        return errf(err, errlen, NB_E_NOTFOUND, "account %s has no tunnel", acct);
+    struct sockaddr_storage target, la;
+    socklen_t tl;
+    if (nb_addr_parse(m->paths[0].target, &target, &tl) != NB_OK)
+        return errf(err, errlen, NB_E_INVAL, "target \"%s\" is not ip:port", m->paths[0].target);
+    char lbuf[NB_ADDRSTRLEN + 8];
+    snprintf(lbuf, sizeof lbuf, "%s:%d", p->opts.listen_host ? p->opts.listen_host : "[::]",
+             m->listen_port);
+    if (nb_addr_parse(lbuf, &la, &tl) != NB_OK)
+        return errf(err, errlen, NB_E_INVAL, "bad listen address %s", lbuf);
     struct service *svc = calloc(1, sizeof *svc);
     if (svc == NULL)
         return NB_E_NOMEM;
     svc->proxy = p;
-    svc->mode = NB_MODE_TCP;
+    svc->mode = NB_MODE_UDP;
     svc->port = m->listen_port;
     svc->id = strdup(m->id);
-    svc->account_id = strdup(m->account_id);
-    if (m->domain && (svc->domain = strdup(m->domain)) == NULL) {
-        free(svc->id);
-        free(svc->account_id);
-        free(svc);
-        return NB_E_NOMEM;
-    }
-    const struct nb_target_options *o = &m->paths[0].options;
-    svc->dial_timeout_ms =
-        (uint32_t)clamp_ms(o->request_timeout_ms, p->opts.max_dial_timeout_ms, DEFAULT_DIAL_MS);
-    svc->idle_timeout_ms =
-        (uint32_t)clamp_ms(o->session_idle_timeout_ms, p->opts.max_session_idle_timeout_ms, 0);
-    socklen_t tl;
-    int rc;
-    if (svc->id == NULL || svc->account_id == NULL) {
-        rc = NB_E_NOMEM;
+    svc->account_id = strdup(acct);
+    svc->domain = m->domain ? strdup(m->domain) : NULL;
+    int rc = NB_E_NOMEM;
+    if (svc->id == NULL || svc->account_id == NULL || (m->domain && svc->domain == NULL))
         goto fail;
-    }
-    if (nb_addr_parse(m->paths[0].target, &svc->target, &tl) != NB_OK) {
-        rc = errf(err, errlen, NB_E_INVAL, "target \"%s\" is not ip:port", m->paths[0].target);
-        goto fail;
-    }
-    struct sockaddr_storage la;
-    char lbuf[NB_ADDRSTRLEN + 8];
-    snprintf(lbuf, sizeof lbuf, "%s:%d", p->opts.listen_host ? p->opts.listen_host : "[::]",
-             m->listen_port);
-    if (nb_addr_parse(lbuf, &la, &tl) != NB_OK) {
-        rc = errf(err, errlen, NB_E_INVAL, "bad listen address %s", lbuf);
-        goto fail;
-    }
-    rc = nb_tcp_listen(p->loop, (struct sockaddr *)&la, 1024, on_accept, svc, &svc->listener);
-    if (rc != NB_OK && la.ss_family == AF_INET6 && p->opts.listen_host == NULL) {
-        /* Hosts without IPv6: fall back to IPv4 any. */
-        nb_addr_from_ip("0.0.0.0", (uint16_t)m->listen_port, &la, NULL);
-        rc = nb_tcp_listen(p->loop, (struct sockaddr *)&la, 1024, on_accept, svc, &svc->listener);
+    /* Idle timeout: session_idle_timeout (0 = 30 s), clamped by --max-session-idle-timeout. */
+    uint64_t idle = m->paths[0].options.session_idle_timeout_ms;
+    if (idle == 0)
+        idle = NB_UDP_IDLE_MS;
+    if (p->opts.max_session_idle_timeout_ms && idle > p->opts.max_session_idle_timeout_ms)
+        idle = p->opts.max_session_idle_timeout_ms;
+    svc->idle_timeout_ms = idle > UINT32_MAX ? UINT32_MAX : (uint32_t)idle;
+    svc->target = target;
+    struct nb_udp_relay_opts ro = {
+        .service_id = svc->id,
+        .account_id = svc->account_id,
+        .host = svc->domain,
+        .listen = (struct sockaddr *)&la,
+        .target = (struct sockaddr *)&target,
+        .dialer = &a->udp,
+        .idle_timeout_ms = svc->idle_timeout_ms,
+        .access_log = p->opts.access_log,
+        .stats = &p->st.udp,
+    };
+    char rerr[256] = "";
+    rc = nb_udp_relay_new(p->loop, &ro, &svc->udp, rerr, sizeof rerr);
+    if (rc == NB_E_IO && la.ss_family == AF_INET6 && p->opts.listen_host == NULL) {
+        nb_addr_from_ip("0.0.0.0", (uint16_t)m->listen_port, &la, NULL); /* no IPv6 */
+        rc = nb_udp_relay_new(p->loop, &ro, &svc->udp, rerr, sizeof rerr);
     }
     if (rc != NB_OK) {
-        rc = errf(err, errlen, NB_E_IO, "listen on port %d: %s", m->listen_port, strerror(errno));
+        rc = errf(err, errlen, rc, "%s", rerr[0] ? rerr : nb_strerror(rc));
         goto fail;
     }
     if (link_service(p, svc) != NB_OK) {
-        nb_listener_close(svc->listener);
+        nb_udp_relay_close(svc->udp);
         rc = NB_E_NOMEM;
         goto fail;
     }
     char tbuf[NB_ADDRSTRLEN];
-    nb_debug("proxy", "service %s (tcp): port %d -> %s via account %s", svc->id, svc->port,
-             nb_addr_str((struct sockaddr *)&svc->target, tbuf), svc->account_id);
+    nb_debug("proxy", "service %s (udp): port %d -> %s via account %s, idle %u ms", svc->id,
+             svc->port, nb_addr_str((struct sockaddr *)&target, tbuf), svc->account_id,
+             svc->idle_timeout_ms);
     return NB_OK;
 fail:
     free(svc->id);
@@ -541,9 +546,15 @@ static int setup_http(struct nb_proxy *p, const struct nb_mapping *m, char *err,
             return rc;
         }
     }
+    if (p->opts.main_router && m->domain && m->domain[0] && m->n_paths > 0) {
+        if (nb_router_add_http(p->opts.main_router, m->domain, svc->id) == NB_OK)
+            svc->http_sni = true;
+    }
     if (link_service(p, svc) != NB_OK) {
         if (p->opts.http)
             http_proxy_remove(p->opts.http, svc->id);
+        if (svc->http_sni)
+            nb_router_remove_service(p->opts.main_router, svc->id);
         free(svc->id);
         free(svc->account_id);
         free(svc);
@@ -577,12 +588,13 @@ int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, si
     remove_service(p, m->id);
     switch (nb_mapping_mode(m)) {
     case NB_MODE_TCP:
-        return setup_tcp(p, m, err, errlen);
+        return setup_l4(p, m, NB_MODE_TCP, err, errlen);
+    case NB_MODE_TLS:
+        return setup_l4(p, m, NB_MODE_TLS, err, errlen);
     case NB_MODE_HTTP:
         return setup_http(p, m, err, errlen);
     case NB_MODE_UDP:
-    case NB_MODE_TLS:
-        break;
+        return setup_udp(p, m, err, errlen);
     }
     return errf(err, errlen, NB_E_UNSUPPORTED, "mode \"%s\" is not supported yet",
                 m->mode ? m->mode : "");
@@ -591,16 +603,44 @@ int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, si
 void nb_proxy_drain(struct nb_proxy *p)
 {
     p->draining = true;
-    for (struct service *s = p->services; s; s = s->next)
-        if (s->listener) {
-            nb_listener_close(s->listener);
-            s->listener = NULL;
+    struct nb_strmap_iter it = {0};
+    void *v;
+    while (nb_strmap_next(&p->by_port, &it, &v) != NULL) {
+        struct port_router *pr = v;
+        if (pr->listener) {
+            nb_listener_close(pr->listener);
+            pr->listener = NULL;
         }
+        nb_router_drain(pr->router);
+    }
+    if (p->opts.main_router)
+        nb_router_drain(p->opts.main_router);
+    for (struct service *s = p->services; s; s = s->next) {
+        nb_udp_relay_close(s->udp); /* UDP has nothing to drain: sessions end now */
+        s->udp = NULL;
+    }
 }
 
-void nb_proxy_stats(const struct nb_proxy *p, struct nb_proxy_stats *st)
+void nb_proxy_stats(const struct nb_proxy *p, struct nb_proxy_stats *out)
 {
-    *st = p->st;
+    struct nb_router_stats st = p->gone;
+    struct nb_strmap_iter it = {0};
+    void *v;
+    while (nb_strmap_next(&p->by_port, &it, &v) != NULL) {
+        struct nb_router_stats rs;
+        nb_router_stats(((struct port_router *)v)->router, &rs);
+        add_stats(&st, &rs);
+    }
+    if (p->opts.main_router) {
+        struct nb_router_stats rs;
+        nb_router_stats(p->opts.main_router, &rs);
+        add_stats(&st, &rs);
+    }
+    *out = p->st;
+    out->relays_active = st.relays_active;
+    out->relays_total = st.relays_total;
+    out->relays_rejected = st.relays_rejected;
+    out->dial_failures = st.dial_failures;
 }
 
 void nb_proxy_free(struct nb_proxy *p)
@@ -609,6 +649,10 @@ void nb_proxy_free(struct nb_proxy *p)
         return;
     while (p->services)
         remove_service(p, p->services->id);
+    struct nb_strmap_iter it = {0};
+    void *v;
+    while (nb_strmap_next(&p->by_port, &it, &v) != NULL)
+        port_router_free(p, v);
     nb_strmap_deinit(&p->by_id);
     nb_strmap_deinit(&p->by_port);
     while (p->accounts) {

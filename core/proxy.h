@@ -7,20 +7,27 @@
  * built from mappings. nb_proxy_apply() is THE entry point for mapping changes, used by the
  * standalone config file today and by the management stream later (spec/proxy.md §3.3).
  *
- * Implemented modes: tcp (a host listener on listen_port relaying every connection through the
- * account's tunnel to path[0].target, spec/proxy.md §3.5 and §3.7) and HTTP (routes in the
- * http_proxy given in the options, spec/proxy.md §3.4). udp and tls are refused with
- * NB_E_UNSUPPORTED and a message, so a caller can report an ERROR status.
+ * Implemented modes (spec/proxy.md §3.4, §3.5, §3.7, §3.8): HTTP (routes in the http_proxy given
+ * in the options, plus an HTTP SNI route in the main router), tcp (the fallback relay of the
+ * router of listen_port: the main TLS listener's router for port 0 or --addr's port, else a
+ * per-port host listener that lives as long as it has routes), tls (an SNI passthrough route in
+ * that router) and udp (a host UDP socket on listen_port with per-client sessions through the
+ * account's tunnel, core/udp_relay.h). Relays dial path[0].target through the account's tunnel
+ * (or the host with directUpstream).
  */
 
 #include "core/mapping.h"
+#include "core/udp_relay.h"
 #include "platform/stream.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct nb_loop;
 struct nb_proxy;
+struct nb_router;
+struct l4_prefix;
 struct http_proxy;
 struct nb_access_log;
 
@@ -36,6 +43,16 @@ struct nb_proxy_opts {
      * connections fail their dial until it does (spec/proxy.md §3.5: ACTIVE before the tunnel
      * is up). Standalone: an unknown account is a configuration error. */
     bool accounts_later;
+    /* The main TLS listener's router (not owned) and its port: tcp/tls mappings on port 0 or
+     * main_port go there. NULL: such mappings are refused. */
+    struct nb_router *main_router;
+    int32_t main_port;
+    const struct nb_dialer *host_dialer; /* directUpstream L4 targets; NULL = refused */
+    /* --proxy-protocol on per-port listeners, with --trusted-proxies (not copied: must outlive
+     * the proxy). */
+    bool proxy_protocol;
+    const struct l4_prefix *trusted;
+    size_t n_trusted;
 };
 
 struct nb_proxy *nb_proxy_new(struct nb_loop *loop, const struct nb_proxy_opts *opts);
@@ -44,6 +61,10 @@ void nb_proxy_free(struct nb_proxy *p);
 
 /* Registers an account; the dialer must outlive the account's services. */
 int nb_proxy_add_account(struct nb_proxy *p, const char *id, const struct nb_dialer *dialer);
+/* Gives a registered account its UDP dialer (copied; its ctx must outlive the account's udp
+ * services). udp mappings need it: spec/proxy.md §3.5, "needs the account client to exist".
+ * NB_OK or NB_E_NOTFOUND. */
+int nb_proxy_set_udp_dialer(struct nb_proxy *p, const char *id, const struct nb_udp_dialer *d);
 
 /*
  * Applies one mapping by m->type (CREATED, MODIFIED, REMOVED). On failure returns an nb_err and
@@ -54,7 +75,15 @@ int nb_proxy_add_account(struct nb_proxy *p, const char *id, const struct nb_dia
  */
 int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen);
 
-/* Stops accepting new connections on every service (graceful shutdown, step 5). */
+/* Sets the main router after creation (it needs nb_proxy_dialer): before any mapping. */
+void nb_proxy_set_main_router(struct nb_proxy *p, struct nb_router *r, int32_t port);
+
+/* An nb_router_dialer_fn (arg = the proxy): the account's tunnel dialer, or the host's for
+ * direct targets. */
+int nb_proxy_dialer(void *arg, const char *account_id, bool direct, struct nb_dialer *out);
+
+/* Stops accepting new connections on every service (graceful shutdown, step 5) and closes the
+ * udp relays (step 6: their sessions end, with access-log records). */
 void nb_proxy_drain(struct nb_proxy *p);
 
 struct nb_proxy_stats {
@@ -63,6 +92,7 @@ struct nb_proxy_stats {
     uint64_t relays_total;
     uint64_t relays_rejected; /* over the per-router limit or draining */
     uint64_t dial_failures;
+    struct nb_udp_stats udp; /* every udp service's relay, summed */
 };
 void nb_proxy_stats(const struct nb_proxy *p, struct nb_proxy_stats *st);
 
