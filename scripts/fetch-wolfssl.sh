@@ -42,8 +42,9 @@ defs=(
     -DWOLFSSL_IP_ALT_NAME              # IP SANs: the client's IP-literal verification
     -DWOLFSSL_AEAD_ONLY                # no CBC suites
     -DHAVE_BLAKE2S                     # wc_InitBlake2s* (wg/crypto.c)
-    -DWOLFSSL_ASN_TEMPLATE             # needed by custom extensions (5.6 makes it the default)
-    -DWOLFSSL_CUSTOM_OID -DHAVE_OID_ENCODING # wc_SetCustomExtension: ACME tls-alpn-01 certificate
+    # Not WOLFSSL_ASN_TEMPLATE (+ WOLFSSL_CUSTOM_OID for wc_SetCustomExtension): 5.5.4's template
+    # CSR encoder drops the subjectAltName (EncodeExtensions skips it "forRequest"), which
+    # fails acme's CSR test; acme/certgen.c writes the tls-alpn-01 extension itself.
     -DFP_ECC                           # fixed-point ECC tables (Debian's build has them too)
     -DWOLFSSL_SP_MATH_ALL              # the default math, named for the line below
 )
