@@ -105,6 +105,7 @@ struct h2_stream {
     bool owned;        /* the handler owns the exchange */
     bool too_large;    /* header list over the limit: 431 */
     bool body_done;    /* END_STREAM received */
+    bool head_end;     /* END_STREAM on the request HEADERS: no body at all */
     bool body_reading; /* the handler asked for the body */
     bool user_paused;
     bool body_end_sent;
@@ -381,8 +382,10 @@ static int on_frame_recv_cb(nghttp2_session *ng, const nghttp2_frame *f, void *u
     case NGHTTP2_HEADERS:
         if (st == NULL)
             break;
-        if (f->headers.cat == NGHTTP2_HCAT_REQUEST)
+        if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
             st->ready = true;
+            st->head_end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+        }
         if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
             st->body_done = true;
         break;
@@ -567,7 +570,7 @@ static void dispatch(struct h2_stream *st)
         /* nghttp2 checked it is a number and that the DATA frames add up to it. */
         r->content_length = strtoull(st->cl, NULL, 10);
         r->has_body = r->content_length > 0;
-    } else if (!st->body_done) {
+    } else if (!st->head_end) {
         r->body_chunked = true; /* length unknown: END_STREAM ends it (Go: ContentLength -1) */
         r->has_body = true;
     }

@@ -7,6 +7,7 @@ GET  /big?n=N        -> N bytes of a fixed pattern (Content-Length), streamed
 GET  /headers        -> the request line and fields as received, one per line
 GET  /trailers       -> chunked "abc" with a trailer "X-Sum: 42"
 GET  /slow?ms=N      -> "slow" after N ms
+GET  /cut            -> declares 100000 bytes, sends 10, closes
 POST /echo           -> "<len> <sha256>" of the body (Content-Length or chunked), and the
                         request's trailer fields as "T:name=value" lines
 """
@@ -57,6 +58,15 @@ class H(BaseHTTPRequestHandler):
             self.send_header("Trailer", "X-Sum")
             self.end_headers()
             self.wfile.write(b"3\r\nabc\r\n0\r\nX-Sum: 42\r\n\r\n")
+        elif u.path == "/cut":
+            # Declares 100000 bytes, sends 10 and closes: the proxy must abort the response.
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"0123456789")
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
         elif u.path == "/slow":
             time.sleep(int(q.get("ms", ["1000"])[0]) / 1000.0)
             self.send_text(200, "slow")
@@ -96,6 +106,13 @@ class H(BaseHTTPRequestHandler):
         self.send_text(200, "%d %s\n%s" % (n, h.hexdigest(), "".join(t + "\n" for t in trailers)))
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # the proxy opens many connections at once
+
+    def handle_error(self, request, client_address):
+        pass  # /cut and clients that go away: nothing to report
+
+
 if __name__ == "__main__":
-    ThreadingHTTPServer.daemon_threads = True
-    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+    Server(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
