@@ -363,6 +363,15 @@ def case_many_streams():
     s.close()
 
 
+def case_idle():
+    """Run against a harness started with a short idle timeout: GOAWAY(NO_ERROR), then close."""
+    s, c = connect()
+    evs = pump(s, c, lambda e: "closed" in e, 15)
+    g = goaway(evs)
+    check("idle-timeout-goaway", g is not None and g[0] == 0 and "closed" in evs, "goaway=%s" % (g,))
+    s.close()
+
+
 def idle_conns(n):
     conns = []
     for i in range(n):
@@ -382,7 +391,7 @@ CASES = {
     "trailers": case_trailers, "abort": case_abort, "client-reset": case_client_reset,
     "rapid-reset": case_rapid_reset, "empty-frames": case_empty_frames,
     "ping-flood": case_ping_flood, "bad-preface": case_bad_preface,
-    "many-streams": case_many_streams,
+    "many-streams": case_many_streams, "idle": case_idle,
 }
 
 if __name__ == "__main__":

@@ -73,7 +73,12 @@ class H(BaseHTTPRequestHandler):
         else:
             self.send_text(404, "nope")
 
-    do_HEAD = do_GET
+    def do_HEAD(self):
+        u = urlparse(self.path)
+        n = int(parse_qs(u.query).get("n", ["5"])[0]) if u.path == "/big" else 5
+        self.send_response(200)
+        self.send_header("Content-Length", str(n))
+        self.end_headers()
 
     def do_POST(self):
         h = hashlib.sha256()
