@@ -93,6 +93,11 @@ hs=$(cr --http2 -H 'Cookie: a=1' -H 'Cookie: b=2' $U/headers)
 check "X-Forwarded-* and Host as for h1" \
     "$(echo "$hs" | grep -q '^X-Forwarded-Proto: https' && echo "$hs" | grep -q "^X-Forwarded-Host: localhost:$PORT" || echo "$hs")"
 
+# Under ASan/LSan mallinfo2 reports 0 and freed memory sits in the quarantine (RSS grows with
+# any malloc churn): the memory checks are reported as skipped there, not passed.
+sanitized=0
+[ "$(stat heap)" = 0 ] && sanitized=1
+
 # 3 a large download, client slower than the upstream: the harness's memory stays bounded
 r0=$(rss)
 cr --http2 --limit-rate 60M -o /dev/null -w '%{http_code} %{size_download}' "$U/big?n=$((SIZE_MB * 1000000))" > "$work/big" & cp=$!
@@ -101,8 +106,12 @@ while kill -0 $cp 2>/dev/null; do r=$(rss); [ "$r" -gt "$peak" ] && peak=$r; sle
 wait $cp
 got=$(cat "$work/big")
 check "$SIZE_MB MB download" "$([ "$got" = "200 $((SIZE_MB * 1000000))" ] || echo "$got")"
-check "RSS bounded during the download (+$(((peak - r0) / 1024)) MiB)" \
-    "$([ $((peak - r0)) -lt 65536 ] || echo "grew by $((peak - r0)) kB")"
+if [ $sanitized = 1 ]; then
+    log "SKIP: RSS bound (sanitizer build; grew by $(((peak - r0) / 1024)) MiB)"
+else
+    check "RSS bounded during the download (+$(((peak - r0) / 1024)) MiB)" \
+        "$([ $((peak - r0)) -lt 65536 ] || echo "grew by $((peak - r0)) kB")"
+fi
 
 # 4 parallel streams on one connection
 args=()
@@ -165,8 +174,12 @@ cs = [ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_host
 print((heap() - before) // n)
 EOF
 )
-log "idle connection heap: h2 $per_h2 B, http/1.1 over TLS $h0 B (h2 adds $((per_h2 - h0)) B)"
-check "idle h2 connection under 128 KiB (TLS included)" "$([ "$per_h2" -lt 131072 ] || echo "$per_h2 B")"
+if [ $sanitized = 1 ]; then
+    log "SKIP: idle connection memory (sanitizer build)"
+else
+    log "idle connection heap: h2 $per_h2 B, http/1.1 over TLS $h0 B (h2 adds $((per_h2 - h0)) B)"
+    check "idle h2 connection under 128 KiB (TLS included)" "$([ "$per_h2" -lt 131072 ] || echo "$per_h2 B")"
+fi
 
 # 9 idle timeout, 10 drain (second harness: 1 s idle timeout)
 "$harness" $IPORT $UPORT 1000 > /dev/null 2> "$work/harness2.err" & h2p=$!; pids+=($h2p)
@@ -188,5 +201,12 @@ check "drain: the request in flight completes, then the harness exits 0" \
     "$([ $nrc = 0 ] && [ $hrc = 0 ] && grep -q ':status: 200' "$work/drain.out" && grep -q '^slow' "$work/drain.out" || echo "nghttp=$nrc harness=$hrc")"
 
 log "$(cr --http1.1 $U/__h2stats | tr '\n' ' ')"
+kill -TERM $hp
+wait $hp
+hrc=$?
+check "the first harness drains and exits 0 (no leak report under ASan)" "$([ $hrc = 0 ] || echo "exit $hrc")"
+if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$work"/harness*.err; then
+    bad "sanitizer report: $(grep -h -m1 -A5 -E 'Sanitizer|runtime error:' "$work"/harness*.err | tr '\n' ';')"
+fi
 printf '[http2] %d passed, %d failed\n' $pass $fail
 [ $fail -eq 0 ]
