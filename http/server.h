@@ -3,7 +3,8 @@
 #define NB_HTTP_SERVER_H
 
 /*
- * HTTP/1.1 server connections on any nb_stream (host TCP, lwIP TCP through a tunnel, later TLS).
+ * HTTP/1.1 server connections on any nb_stream (host TCP, lwIP TCP through a tunnel, TLS), and
+ * HTTP/2 ones (http_server_accept_h2, http/h2.c) behind the same request API.
  * The server parses request heads (http/h1_parse.h), hands each request to a handler, streams the
  * request body to it on demand, and frames the handler's response (Content-Length, chunked, or
  * close-delimited for HTTP/1.0). One request at a time per connection: pipelined requests wait
