@@ -6,6 +6,7 @@
  */
 #include "core/account.h"
 #include "netstack/ns_tcp.h"
+#include "netstack/ns_udp.h"
 #include "netstack/tunnel.h"
 #include "platform/addr.h"
 #include "platform/err.h"
@@ -36,6 +37,54 @@ static int dial(void *ctx, const struct sockaddr *dst, const struct nb_stream_cb
 {
     struct nb_account *a = ctx;
     return ns_tcp_connect(ns_tunnel_if(a->tun), dst, cbs, arg, out);
+}
+
+/* A UDP flow of the tunnel as an nb_dgram (core/udp_relay.h). */
+struct acct_dgram {
+    struct nb_dgram base; /* first */
+    struct ns_udp *u;
+    nb_dgram_recv_fn on_recv;
+    void *arg;
+};
+
+static void dgram_recv(void *arg, struct ns_udp *u, const uint8_t *data, size_t len)
+{
+    struct acct_dgram *g = arg;
+    (void)u;
+    g->on_recv(g->arg, data, len); /* may close (free) g: not touched after */
+}
+
+static int dgram_send(struct nb_dgram *d, const void *buf, size_t len)
+{
+    return ns_udp_send(((struct acct_dgram *)d)->u, buf, len);
+}
+
+static void dgram_close(struct nb_dgram *d)
+{
+    struct acct_dgram *g = (struct acct_dgram *)d;
+    ns_udp_close(g->u);
+    free(g);
+}
+
+static const struct nb_dgram_vtbl dgram_vtbl = {.send = dgram_send, .close = dgram_close};
+
+static int dial_udp(void *ctx, const struct sockaddr *dst, nb_dgram_recv_fn on_recv, void *arg,
+                    struct nb_dgram **out)
+{
+    struct nb_account *a = ctx;
+    struct acct_dgram *g = calloc(1, sizeof *g);
+    if (g == NULL)
+        return NB_E_NOMEM;
+    g->base.vt = &dgram_vtbl;
+    g->on_recv = on_recv;
+    g->arg = arg;
+    int rc = ns_udp_open(ns_tunnel_if(a->tun), dst, dgram_recv, g, &g->u);
+    if (rc != NB_OK) {
+        free(g);
+        return rc;
+    }
+    *out = &g->base;
+    return NB_OK;
 }
 
 int nb_account_open(struct nb_loop *loop, const struct nb_account_conf *conf,
@@ -154,6 +203,12 @@ void nb_account_close(struct nb_account *a)
 void nb_account_dialer(struct nb_account *a, struct nb_dialer *out)
 {
     out->dial = dial;
+    out->ctx = a;
+}
+
+void nb_account_udp_dialer(struct nb_account *a, struct nb_udp_dialer *out)
+{
+    out->dial = dial_udp;
     out->ctx = a;
 }
 

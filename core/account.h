@@ -5,11 +5,12 @@
 /*
  * An account: one WireGuard tunnel (UDP socket + wg device + lwIP netif, netstack/tunnel.h) built
  * from an nb_account_conf, plus the listeners the appliance opens on its tunnel addresses. It
- * offers a dialer (TCP through the tunnel) to core/proxy.c.
+ * offers dialers (TCP streams and UDP flows through the tunnel) to core/proxy.c.
  */
 
 #include "core/proxy.h"
 #include "core/standalone.h"
+#include "core/udp_relay.h"
 #include "platform/stream.h"
 
 #include <stddef.h>
@@ -31,6 +32,8 @@ int nb_account_open(struct nb_loop *loop, const struct nb_account_conf *conf,
 void nb_account_close(struct nb_account *a);
 
 void nb_account_dialer(struct nb_account *a, struct nb_dialer *out);
+/* UDP flows from the account's tunnel address through its tunnel (netstack/ns_udp.h). */
+void nb_account_udp_dialer(struct nb_account *a, struct nb_udp_dialer *out);
 /* Listens on `port` of the account's first tunnel address; the listener lives as long as the
  * account. */
 int nb_account_listen(struct nb_account *a, uint16_t port, nb_accept_fn on_accept, void *arg);

@@ -174,6 +174,42 @@ static void gauge(struct nb_prom *p, const char *name, const char *help, double 
     nb_prom_sample(p, name, NULL, v);
 }
 
+/* spec/proxy.md §9.2 UDP instruments, plus nbproxy's own refusal and drop counters. */
+static void udp_metrics(struct nb_prom *p, const struct nb_udp_stats *u)
+{
+    gauge(p, "proxy_udp_active_sessions", "UDP relay sessions open.", (double)u->sessions_active);
+    nb_prom_family(p, "proxy_udp_sessions_total", "counter", "UDP relay sessions by result.");
+    const char *ok[] = {"result", "success", NULL}, *de[] = {"result", "dial_error", NULL},
+               *rj[] = {"result", "rejected", NULL};
+    nb_prom_sample(p, "proxy_udp_sessions_total", ok, (double)u->sessions_total);
+    nb_prom_sample(p, "proxy_udp_sessions_total", de, (double)u->dial_errors);
+    nb_prom_sample(p, "proxy_udp_sessions_total", rj,
+                   (double)(u->rejected_limit + u->rejected_rate));
+    const char *up[] = {"direction", "client_to_backend", NULL},
+               *down[] = {"direction", "backend_to_client", NULL};
+    nb_prom_family(p, "proxy_udp_packets_total", "counter", "UDP datagrams relayed.");
+    nb_prom_sample(p, "proxy_udp_packets_total", up, (double)u->packets_up);
+    nb_prom_sample(p, "proxy_udp_packets_total", down, (double)u->packets_down);
+    nb_prom_family(p, "proxy_udp_bytes_total", "counter", "UDP payload bytes relayed.");
+    nb_prom_sample(p, "proxy_udp_bytes_total", up, (double)u->bytes_up);
+    nb_prom_sample(p, "proxy_udp_bytes_total", down, (double)u->bytes_down);
+    nb_prom_family(p, "nbproxy_udp_sessions_rejected_total", "counter",
+                   "New UDP sessions refused, by reason (session limit, creation rate).");
+    const char *lim[] = {"reason", "limit", NULL}, *rate[] = {"reason", "rate", NULL};
+    nb_prom_sample(p, "nbproxy_udp_sessions_rejected_total", lim, (double)u->rejected_limit);
+    nb_prom_sample(p, "nbproxy_udp_sessions_rejected_total", rate, (double)u->rejected_rate);
+    nb_prom_family(p, "nbproxy_udp_sessions_ended_total", "counter",
+                   "UDP sessions ended by idle timeout or by a write error.");
+    const char *idle[] = {"reason", "idle", NULL}, *er[] = {"reason", "error", NULL};
+    nb_prom_sample(p, "nbproxy_udp_sessions_ended_total", idle, (double)u->ended_idle);
+    nb_prom_sample(p, "nbproxy_udp_sessions_ended_total", er, (double)u->ended_error);
+    counter(p, "nbproxy_udp_dropped_packets_total",
+            "UDP datagrams not relayed (refused sessions, no memory, socket full).",
+            (double)u->dropped_packets);
+    counter(p, "nbproxy_udp_dropped_bytes_total", "Payload bytes of those datagrams.",
+            (double)u->dropped_bytes);
+}
+
 static void process_metrics(struct app *app, struct nb_prom *p)
 {
     long pages = 0, rss = 0;
@@ -268,6 +304,7 @@ static void app_metrics(void *arg, struct nb_prom *p)
                        (double)(ps.relays_total - ps.dial_failures));
         nb_prom_sample(p, "proxy_tcp_connections_total", de, (double)ps.dial_failures);
         nb_prom_sample(p, "proxy_tcp_connections_total", rj, (double)ps.relays_rejected);
+        udp_metrics(p, &ps.udp);
     }
     if (app->mgmt) {
         struct mgmt_stats ms;
@@ -503,6 +540,10 @@ static int start(struct app *app, const struct nb_config *cfg, struct nb_standal
         struct nb_dialer d;
         nb_account_dialer(app->accounts[i], &d);
         if ((rc = nb_proxy_add_account(app->proxy, sa->accounts[i].id, &d)) != NB_OK)
+            return rc;
+        struct nb_udp_dialer ud;
+        nb_account_udp_dialer(app->accounts[i], &ud);
+        if ((rc = nb_proxy_set_udp_dialer(app->proxy, sa->accounts[i].id, &ud)) != NB_OK)
             return rc;
     }
     for (uint32_t i = 0; i < sa->n_mappings; i++) {

@@ -34,6 +34,7 @@ struct account {
     struct account *next;
     char *id;
     struct nb_dialer dialer;
+    struct nb_udp_dialer udp; /* udp.dial == NULL: none */
 };
 
 struct service;
@@ -63,6 +64,7 @@ struct service {
     uint32_t dial_timeout_ms;
     uint32_t idle_timeout_ms;
     struct nb_listener *listener;
+    struct nb_udp_relay *udp; /* udp mode */
     struct conn *conns;
     uint32_t nconns;
 };
@@ -130,6 +132,15 @@ static struct account *find_account(struct nb_proxy *p, const char *id)
         if (strcmp(a->id, id) == 0)
             return a;
     return NULL;
+}
+
+int nb_proxy_set_udp_dialer(struct nb_proxy *p, const char *id, const struct nb_udp_dialer *d)
+{
+    struct account *a = find_account(p, id);
+    if (a == NULL)
+        return NB_E_NOTFOUND;
+    a->udp = *d;
+    return NB_OK;
 }
 
 /* ---- connections ---- */
@@ -313,6 +324,8 @@ static void service_free(struct service *svc)
         http_proxy_remove(svc->proxy->opts.http, svc->id);
     if (svc->listener)
         nb_listener_close(svc->listener);
+    nb_udp_relay_close(svc->udp);
+    svc->udp = NULL;
     while (svc->conns) {
         struct conn *c = svc->conns;
         if (c->relay) {
@@ -496,6 +509,91 @@ fail:
 }
 
 /*
+ * udp mode (spec/proxy.md §3.5, §3.8): a relay on a host UDP socket; sessions dial through the
+ * account's tunnel, so the account must be there now (also in management mode).
+ */
+static int setup_udp(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen)
+{
+    if (m->listen_port < 1 || m->listen_port > 65535)
+        return errf(err, errlen, NB_E_INVAL, "invalid listen port %d", m->listen_port);
+    if (p->opts.wg_port && m->listen_port == p->opts.wg_port)
+        return errf(err, errlen, NB_E_INVAL, "listen port %d conflicts with tunnel port",
+                    m->listen_port);
+    if (m->n_paths == 0 || m->paths[0].target == NULL || m->paths[0].target[0] == '\0')
+        return errf(err, errlen, NB_E_INVAL, "empty target address");
+    const char *acct = m->account_id ? m->account_id : "";
+    struct account *a = find_account(p, acct);
+    if (a == NULL || a->udp.dial == NULL)
+        return errf(err, errlen, NB_E_NOTFOUND, "account %s has no tunnel", acct);
+    struct sockaddr_storage target, la;
+    socklen_t tl;
+    if (nb_addr_parse(m->paths[0].target, &target, &tl) != NB_OK)
+        return errf(err, errlen, NB_E_INVAL, "target \"%s\" is not ip:port", m->paths[0].target);
+    char lbuf[NB_ADDRSTRLEN + 8];
+    snprintf(lbuf, sizeof lbuf, "%s:%d", p->opts.listen_host ? p->opts.listen_host : "[::]",
+             m->listen_port);
+    if (nb_addr_parse(lbuf, &la, &tl) != NB_OK)
+        return errf(err, errlen, NB_E_INVAL, "bad listen address %s", lbuf);
+    struct service *svc = calloc(1, sizeof *svc);
+    if (svc == NULL)
+        return NB_E_NOMEM;
+    svc->proxy = p;
+    svc->mode = NB_MODE_UDP;
+    svc->port = m->listen_port;
+    svc->id = strdup(m->id);
+    svc->account_id = strdup(acct);
+    svc->domain = m->domain ? strdup(m->domain) : NULL;
+    int rc = NB_E_NOMEM;
+    if (svc->id == NULL || svc->account_id == NULL || (m->domain && svc->domain == NULL))
+        goto fail;
+    /* Idle timeout: session_idle_timeout (0 = 30 s), clamped by --max-session-idle-timeout. */
+    uint64_t idle = m->paths[0].options.session_idle_timeout_ms;
+    if (idle == 0)
+        idle = NB_UDP_IDLE_MS;
+    if (p->opts.max_session_idle_timeout_ms && idle > p->opts.max_session_idle_timeout_ms)
+        idle = p->opts.max_session_idle_timeout_ms;
+    svc->idle_timeout_ms = idle > UINT32_MAX ? UINT32_MAX : (uint32_t)idle;
+    svc->target = target;
+    struct nb_udp_relay_opts ro = {
+        .service_id = svc->id,
+        .account_id = svc->account_id,
+        .host = svc->domain,
+        .listen = (struct sockaddr *)&la,
+        .target = (struct sockaddr *)&target,
+        .dialer = &a->udp,
+        .idle_timeout_ms = svc->idle_timeout_ms,
+        .access_log = p->opts.access_log,
+        .stats = &p->st.udp,
+    };
+    char rerr[256] = "";
+    rc = nb_udp_relay_new(p->loop, &ro, &svc->udp, rerr, sizeof rerr);
+    if (rc == NB_E_IO && la.ss_family == AF_INET6 && p->opts.listen_host == NULL) {
+        nb_addr_from_ip("0.0.0.0", (uint16_t)m->listen_port, &la, NULL); /* no IPv6 */
+        rc = nb_udp_relay_new(p->loop, &ro, &svc->udp, rerr, sizeof rerr);
+    }
+    if (rc != NB_OK) {
+        rc = errf(err, errlen, rc, "%s", rerr[0] ? rerr : nb_strerror(rc));
+        goto fail;
+    }
+    if (link_service(p, svc) != NB_OK) {
+        nb_udp_relay_close(svc->udp);
+        rc = NB_E_NOMEM;
+        goto fail;
+    }
+    char tbuf[NB_ADDRSTRLEN];
+    nb_debug("proxy", "service %s (udp): port %d -> %s via account %s, idle %u ms", svc->id,
+             svc->port, nb_addr_str((struct sockaddr *)&target, tbuf), svc->account_id,
+             svc->idle_timeout_ms);
+    return NB_OK;
+fail:
+    free(svc->id);
+    free(svc->account_id);
+    free(svc->domain);
+    free(svc);
+    return rc;
+}
+
+/*
  * HTTP mode (spec/proxy.md §3.4): the routes live in the http_proxy; the service record here
  * only remembers the id so a later MODIFIED or REMOVED finds it.
  */
@@ -581,6 +679,7 @@ int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, si
     case NB_MODE_HTTP:
         return setup_http(p, m, err, errlen);
     case NB_MODE_UDP:
+        return setup_udp(p, m, err, errlen);
     case NB_MODE_TLS:
         break;
     }
@@ -591,11 +690,14 @@ int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, si
 void nb_proxy_drain(struct nb_proxy *p)
 {
     p->draining = true;
-    for (struct service *s = p->services; s; s = s->next)
+    for (struct service *s = p->services; s; s = s->next) {
         if (s->listener) {
             nb_listener_close(s->listener);
             s->listener = NULL;
         }
+        nb_udp_relay_close(s->udp); /* UDP has nothing to drain: sessions end now */
+        s->udp = NULL;
+    }
 }
 
 void nb_proxy_stats(const struct nb_proxy *p, struct nb_proxy_stats *st)

@@ -8,12 +8,14 @@
  * standalone config file today and by the management stream later (spec/proxy.md §3.3).
  *
  * Implemented modes: tcp (a host listener on listen_port relaying every connection through the
- * account's tunnel to path[0].target, spec/proxy.md §3.5 and §3.7) and HTTP (routes in the
- * http_proxy given in the options, spec/proxy.md §3.4). udp and tls are refused with
- * NB_E_UNSUPPORTED and a message, so a caller can report an ERROR status.
+ * account's tunnel to path[0].target, spec/proxy.md §3.5 and §3.7), udp (a host UDP socket on
+ * listen_port with per-client sessions through the account's tunnel, core/udp_relay.h, §3.8)
+ * and HTTP (routes in the http_proxy given in the options, spec/proxy.md §3.4). tls is refused
+ * with NB_E_UNSUPPORTED and a message, so a caller can report an ERROR status.
  */
 
 #include "core/mapping.h"
+#include "core/udp_relay.h"
 #include "platform/stream.h"
 
 #include <stddef.h>
@@ -44,6 +46,10 @@ void nb_proxy_free(struct nb_proxy *p);
 
 /* Registers an account; the dialer must outlive the account's services. */
 int nb_proxy_add_account(struct nb_proxy *p, const char *id, const struct nb_dialer *dialer);
+/* Gives a registered account its UDP dialer (copied; its ctx must outlive the account's udp
+ * services). udp mappings need it: spec/proxy.md §3.5, "needs the account client to exist".
+ * NB_OK or NB_E_NOTFOUND. */
+int nb_proxy_set_udp_dialer(struct nb_proxy *p, const char *id, const struct nb_udp_dialer *d);
 
 /*
  * Applies one mapping by m->type (CREATED, MODIFIED, REMOVED). On failure returns an nb_err and
@@ -54,7 +60,8 @@ int nb_proxy_add_account(struct nb_proxy *p, const char *id, const struct nb_dia
  */
 int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen);
 
-/* Stops accepting new connections on every service (graceful shutdown, step 5). */
+/* Stops accepting new connections on every service (graceful shutdown, step 5) and closes the
+ * udp relays (step 6: their sessions end, with access-log records). */
 void nb_proxy_drain(struct nb_proxy *p);
 
 struct nb_proxy_stats {
@@ -63,6 +70,7 @@ struct nb_proxy_stats {
     uint64_t relays_total;
     uint64_t relays_rejected; /* over the per-router limit or draining */
     uint64_t dial_failures;
+    struct nb_udp_stats udp; /* every udp service's relay, summed */
 };
 void nb_proxy_stats(const struct nb_proxy *p, struct nb_proxy_stats *st);
 

@@ -704,9 +704,11 @@ static int parse_mapping(const cJSON *m, const char *where, struct nb_mapping *m
 static int validate_mapping(const struct nb_mapping *m, const char *where, struct perr *e)
 {
     switch (nb_mapping_mode(m)) {
-    case NB_MODE_TCP: {
+    case NB_MODE_TCP:
+    case NB_MODE_UDP: {
         if (m->listen_port < 1 || m->listen_port > 65535)
-            return fail(e, "%s.listenPort: must be 1..65535 for mode tcp", where);
+            return fail(e, "%s.listenPort: must be 1..65535 for mode %s", where,
+                        nb_mapping_mode(m) == NB_MODE_TCP ? "tcp" : "udp");
         if (m->n_paths == 0 || m->paths[0].target == NULL || m->paths[0].target[0] == '\0')
             return fail(e, "%s.path[0].target: empty target address", where);
         struct sockaddr_storage ss;
@@ -727,9 +729,10 @@ static int validate_mapping(const struct nb_mapping *m, const char *where, struc
             http_target_deinit(&t);
         }
         return NB_OK;
-    case NB_MODE_UDP:
     case NB_MODE_TLS:
-        return fail(e, "%s.mode: \"%s\" mappings are not supported yet (only \"tcp\" and HTTP)",
+        return fail(e,
+                    "%s.mode: \"%s\" mappings are not supported yet (only \"tcp\", \"udp\" and "
+                    "HTTP)",
                     where, m->mode ? m->mode : "");
     }
     return NB_OK;
@@ -835,8 +838,8 @@ int nb_standalone_parse(const char *json, size_t len, const char *base_dir,
                               m->id, j);
                     goto out;
                 }
-                if (nb_mapping_mode(m) == NB_MODE_TCP &&
-                    nb_mapping_mode(&out->mappings[j]) == NB_MODE_TCP &&
+                if ((nb_mapping_mode(m) == NB_MODE_TCP || nb_mapping_mode(m) == NB_MODE_UDP) &&
+                    nb_mapping_mode(&out->mappings[j]) == nb_mapping_mode(m) &&
                     out->mappings[j].listen_port == m->listen_port) {
                     rc = fail(&e, "%s.listenPort: duplicate port %d (also mappings[%d])", w,
                               m->listen_port, j);

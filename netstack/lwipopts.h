@@ -41,7 +41,7 @@
 #define MEMP_NUM_PBUF           512 /* PBUF_REF/ROM headers (fragmentation) */
 #define MEMP_NUM_REASSDATA      32  /* IPv4 datagrams being reassembled */
 #define MEMP_NUM_FRAG_PBUF      128
-#define MEMP_NUM_UDP_PCB        1
+#define MEMP_NUM_UDP_PCB        4096 /* UDP flows (ns_udp) of all accounts */
 #define MEMP_NUM_RAW_PCB        1
 #define PBUF_POOL_SIZE          4096 /* every received packet lives in one of these */
 #define PBUF_POOL_BUFSIZE       1536 /* one pbuf per packet up to MTU 1500 */
@@ -61,7 +61,7 @@
 #define LWIP_MULTICAST_PING 0
 #define LWIP_ICMP6          1
 #define LWIP_RAW            0
-#define LWIP_UDP            0
+#define LWIP_UDP            1
 #define LWIP_TCP            1
 #define LWIP_DNS            0
 #define LWIP_DHCP           0
@@ -148,6 +148,7 @@
 #define CHECKSUM_CHECK_TCP   0
 #define CHECKSUM_CHECK_ICMP  0
 #define CHECKSUM_CHECK_ICMP6 0
+#define CHECKSUM_CHECK_UDP   0
 #endif
 
 /* ---- statistics: memp/mem/tcp counters back ns_stats() and the pool-leak checks ---- */
@@ -162,7 +163,7 @@
 #define ICMP6_STATS        1
 #define LINK_STATS         0
 #define ETHARP_STATS       0
-#define UDP_STATS          0
+#define UDP_STATS          1
 #define SYS_STATS          0
 #define ND6_STATS          0
 #define MLD6_STATS         0

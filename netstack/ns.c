@@ -123,6 +123,9 @@ void ns_stats(struct ns_stats *st)
         st->time_wait++;
     st->streams = ns__n_streams;
     st->listeners = ns__n_listeners;
+    st->udp_flows = ns__n_udp;
+    st->udp_pcbs = pool_used(MEMP_UDP_PCB);
+    st->udp_pcbs_max = pool_avail(MEMP_UDP_PCB);
     st->ifs = ns__n_ifs;
     st->ifs_attached = ns__n_attached;
     st->ifs_attached_max = NS_IF_MAX_ATTACHED;
@@ -157,6 +160,10 @@ bool ns_pools_idle(char *why, size_t why_len)
     }
     if (ns__n_streams != 0) {
         snprintf(why, why_len, "%zu ns_tcp streams live", ns__n_streams);
+        return false;
+    }
+    if (ns__n_udp != 0) {
+        snprintf(why, why_len, "%zu ns_udp flows live", ns__n_udp);
         return false;
     }
     if (ns__n_listeners != 0) {

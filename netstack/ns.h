@@ -46,6 +46,8 @@ struct ns_stats {
     size_t time_wait;                  /* pcbs in TIME_WAIT (part of tcp_pcbs) */
     size_t streams;                    /* live ns_tcp streams (ours) */
     size_t listeners;                  /* live ns_tcp listeners (ours) */
+    size_t udp_flows;                  /* live ns_udp flows (ours) */
+    size_t udp_pcbs, udp_pcbs_max;     /* MEMP_UDP_PCB */
     size_t ifs;                        /* live ns_if */
     size_t ifs_attached;               /* of which have an lwIP netif now */
     size_t ifs_attached_max;           /* NS_IF_MAX_ATTACHED */

@@ -253,6 +253,7 @@ static void netif_detach(struct ns_if *nif)
     assert(ns__input_depth == 0 && "netif detach from inside lwIP");
     u8_t idx = netif_get_index(n);
     ns__tw_purged += ns__tcp_purge(idx);
+    ns__udp_purge(idx);
     /*
      * Clear the addresses behind lwIP's back: netif_remove() would otherwise report them as
      * "changed", and lwIP then aborts every pcb with that local address, including other
@@ -276,6 +277,7 @@ static bool evict_one(void)
 {
     bool busy[256] = {false};
     ns__tcp_busy(busy);
+    ns__udp_busy(busy);
     struct ns_if *victim = NULL;
     for (int i = 1; i < 256; i++) {
         struct ns_if *o = attached[i];
@@ -317,6 +319,7 @@ static void on_sweep(struct nb_timer *t)
     uint64_t now = nb_loop_now_ms(ns__loop);
     bool busy[256] = {false};
     ns__tcp_busy(busy);
+    ns__udp_busy(busy);
     for (int i = 1; i < 256; i++) {
         struct ns_if *nif = attached[i];
         if (nif == NULL)
@@ -346,6 +349,7 @@ void ns_if_free(struct ns_if *nif)
         return;
     assert(ns__input_depth == 0 && "ns_if_free from inside the netstack: defer it");
     ns__tcp_if_gone(nif);
+    ns__udp_if_gone(nif);
     if (nif->netif)
         netif_detach(nif);
     free(nif);
@@ -451,6 +455,7 @@ void ns_if_stats(const struct ns_if *nif, struct ns_if_stats *st)
     *st = nif->st;
     st->streams = nif->n_streams;
     st->listeners = nif->n_listeners;
+    st->udp_flows = nif->n_udps;
     st->attached = nif->netif != NULL;
 }
 

@@ -119,6 +119,7 @@ struct ns_if_stats {
     uint64_t out_errors;             /* output hook returned an error, or packet > MTU */
     size_t streams;                  /* live streams on this interface */
     size_t listeners;
+    size_t udp_flows; /* open ns_udp flows on this interface */
 };
 void ns_if_stats(const struct ns_if *nif, struct ns_if_stats *st);
 const char *ns_if_tag(const struct ns_if *nif);

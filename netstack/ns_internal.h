@@ -16,6 +16,7 @@
 struct nb_loop;
 struct ns_tcp;
 struct ns_listener;
+struct ns_udp;
 
 struct ns_if {
     struct netif *netif; /* attached lwIP netif (netif->state points back here), NULL: detached */
@@ -32,6 +33,8 @@ struct ns_if {
     struct ns_tcp *streams; /* doubly linked through ns_tcp */
     struct ns_listener *listeners;
     size_t n_streams, n_listeners;
+    struct ns_udp *udps; /* open UDP flows, doubly linked through ns_udp */
+    size_t n_udps;
 };
 
 /* lwip_port.c */
@@ -70,5 +73,18 @@ void ns__tcp_busy(bool busy[256]);
 /* ns_tcp.c: aborts every pcb lwIP still has bound to index idx (all lists); returns how many of
  * them were in TIME_WAIT. For pcbs no ns_tcp object owns (see ns__tcp_if_gone for ours). */
 size_t ns__tcp_purge(u8_t idx);
+
+/* ns_tcp.c: lwIP address + port <-> sockaddr (also used by ns_udp.c). from: NB_OK or
+ * NB_E_INVAL (not AF_INET/AF_INET6). */
+struct sockaddr;
+struct sockaddr_storage;
+void ns__to_sockaddr(const ip_addr_t *ip, u16_t port, struct sockaddr_storage *ss);
+int ns__from_sockaddr(const struct sockaddr *sa, ip_addr_t *ip, u16_t *port);
+
+/* ns_udp.c: the UDP counterparts of the three above. Every UDP pcb is one of our flows. */
+extern size_t ns__n_udp; /* live ns_udp objects (closed ones until their deferred free) */
+void ns__udp_if_gone(struct ns_if *nif);
+void ns__udp_busy(bool busy[256]);
+void ns__udp_purge(u8_t idx);
 
 #endif

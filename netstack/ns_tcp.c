@@ -129,7 +129,7 @@ static void ack_all(struct ns_tcp *s)
     ack_flush(s);
 }
 
-static void to_sockaddr(const ip_addr_t *ip, u16_t port, struct sockaddr_storage *ss)
+void ns__to_sockaddr(const ip_addr_t *ip, u16_t port, struct sockaddr_storage *ss)
 {
     memset(ss, 0, sizeof *ss);
     if (IP_IS_V6(ip)) {
@@ -146,7 +146,7 @@ static void to_sockaddr(const ip_addr_t *ip, u16_t port, struct sockaddr_storage
 }
 
 /* sockaddr -> lwIP address + port. NB_OK or NB_E_INVAL. */
-static int from_sockaddr(const struct sockaddr *sa, ip_addr_t *ip, u16_t *port)
+int ns__from_sockaddr(const struct sockaddr *sa, ip_addr_t *ip, u16_t *port)
 {
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
@@ -492,7 +492,7 @@ static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)
         return ERR_OK;
     s->connecting = false;
     s->connected = true;
-    to_sockaddr(&pcb->local_ip, pcb->local_port, &s->local);
+    ns__to_sockaddr(&pcb->local_ip, pcb->local_port, &s->local);
     s->cb_depth++;
     cb_connect(s, NULL);
     progress(s);
@@ -711,7 +711,7 @@ int ns_tcp_connect(struct ns_if *nif, const struct sockaddr *dst, const struct n
 {
     ip_addr_t ip;
     u16_t port;
-    if (from_sockaddr(dst, &ip, &port) != NB_OK || port == 0 || !family_ok(nif, dst->sa_family))
+    if (ns__from_sockaddr(dst, &ip, &port) != NB_OK || port == 0 || !family_ok(nif, dst->sa_family))
         return NB_E_INVAL;
     if (nif->max_conns && nif->n_streams >= nif->max_conns)
         return NB_E_NOMEM;
@@ -733,7 +733,7 @@ int ns_tcp_connect(struct ns_if *nif, const struct sockaddr *dst, const struct n
     s->pcb = pcb;
     s->connecting = true;
     attach(s);
-    to_sockaddr(&ip, port, &s->peer);
+    ns__to_sockaddr(&ip, port, &s->peer);
     err_t e = tcp_connect(pcb, &ip, port, on_connected);
     if (e != ERR_OK) {
         detach(pcb);
@@ -742,7 +742,7 @@ int ns_tcp_connect(struct ns_if *nif, const struct sockaddr *dst, const struct n
         stream_free(s);
         return e == ERR_MEM || e == ERR_BUF ? NB_E_NOMEM : NB_E_INVAL;
     }
-    to_sockaddr(&pcb->local_ip, pcb->local_port, &s->local);
+    ns__to_sockaddr(&pcb->local_ip, pcb->local_port, &s->local);
     *out = &s->base;
     ns__timers_kick();
     return NB_OK;
@@ -782,8 +782,8 @@ static err_t on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
     s->pcb = newpcb;
     s->connected = true;
     attach(s);
-    to_sockaddr(&newpcb->local_ip, newpcb->local_port, &s->local);
-    to_sockaddr(&newpcb->remote_ip, newpcb->remote_port, &s->peer);
+    ns__to_sockaddr(&newpcb->local_ip, newpcb->local_port, &s->local);
+    ns__to_sockaddr(&newpcb->remote_ip, newpcb->remote_port, &s->peer);
     s->cb_depth++;
     l->base.on_accept(l->base.arg, &l->base, &s->base);
     if (!s->owner_closed && s->base.cbs == NULL) {
@@ -868,7 +868,7 @@ int ns_tcp_listen(struct ns_if *nif, const struct sockaddr *local, nb_accept_fn 
 {
     ip_addr_t ip;
     u16_t port;
-    if (on_accept_fn == NULL || from_sockaddr(local, &ip, &port) != NB_OK || port == 0)
+    if (on_accept_fn == NULL || ns__from_sockaddr(local, &ip, &port) != NB_OK || port == 0)
         return NB_E_INVAL;
     bool any = sa_is_any(local);
     if (any ? !(local->sa_family == AF_INET ? nif->has_v4 : (nif->has_v4 || nif->has_v6))

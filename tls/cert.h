@@ -42,6 +42,15 @@ int tls_cert_load_pem(const char *chain_path, const char *key_path, struct tls_c
 /* The same from memory. The buffers stay the caller's (wipe the key yourself). */
 int tls_cert_from_pem(const void *chain, size_t chain_len, const void *key, size_t key_len,
                       struct tls_cert **out) __attribute__((warn_unused_result));
+/*
+ * The same for an ACME tls-alpn-01 challenge certificate (RFC 8737): wolfSSL refuses to parse a
+ * leaf with an unknown critical extension (acmeIdentifier, 1.3.6.1.5.5.7.1.31) but loads and
+ * serves it, so the leaf is not parsed (serial, validity, SANs stay empty; tls_cert_covers is
+ * false) and the key is not checked against it: only for certificates the caller just made.
+ */
+int tls_cert_challenge_from_pem(const void *chain, size_t chain_len, const void *key,
+                                size_t key_len, struct tls_cert **out)
+    __attribute__((warn_unused_result));
 
 /* Takes a reference; returns c. */
 struct tls_cert *tls_cert_ref(struct tls_cert *c);

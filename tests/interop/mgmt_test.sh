@@ -124,7 +124,7 @@ wait_for 10 curl -sf -o /dev/null http://127.0.0.1:$B1/who && wait_for 10 curl -
 
 # The snapshot: 1200 HTTP services over 4 accounts (direct_upstream to backend one), with six
 # odd ones in the middle of the second batch, after svc-0699: an unparsable target (applied,
-# path skipped), a mode nbproxy does not support yet (udp), an auth scheme and a private service
+# path skipped), a udp service (refused: management mode builds no account tunnels yet), an auth scheme and a private service
 # (both refused until authentication / tunnel-peer validation exist), a malformed one (a custom
 # header name with a space: the decoder rejects it), and an unknown mode string (HTTP, spec §3:
 # everything not L4 is HTTP).
@@ -287,8 +287,8 @@ def st_of(i):
     return [(x["status"], x["error_message"]) for x in by.get(i, [])]
 eq(st_of("bad-target"), [("PROXY_STATUS_ERROR", 'path "/": invalid target URL "127.0.0.1:%s": missing http(s):// scheme, skipped' % ENV["B1"])],
    "7: an unparsable target: ERROR naming the skipped path (mapping applied)")
-eq(st_of("bad-mode"), [("PROXY_STATUS_TUNNEL_NOT_CREATED", None), ("PROXY_STATUS_ERROR", 'mode "udp" is not supported yet')],
-   "7: a mode not supported yet (udp): the failed add is rolled back (TUNNEL_NOT_CREATED), then ERROR")
+eq(st_of("bad-mode"), [("PROXY_STATUS_TUNNEL_NOT_CREATED", None), ("PROXY_STATUS_ERROR", 'account acct-1 has no tunnel')],
+   "7: udp without the account's tunnel (management mode builds none yet, spec §3.5 'needs the account client'): rolled back (TUNNEL_NOT_CREATED), then ERROR")
 eq(st_of("odd-mode"), [("PROXY_STATUS_ACTIVE", None)], "7: an unknown mode string is HTTP (spec §3): ACTIVE")
 eq(st_of("bad-auth"), [("PROXY_STATUS_TUNNEL_NOT_CREATED", None),
                        ("PROXY_STATUS_ERROR", "authentication schemes (password, PIN, OIDC, header) are not supported yet; "

@@ -263,10 +263,10 @@ static void test_dial_failure_and_idle_timeout(void **state)
     assert_true(nb_now_ms() - start >= 250);
     nb_stream_close(c.s, true);
 
-    /* A mode that is not built yet is refused with a reason. */
+    /* udp needs the account's UDP dialer (its tunnel): refused with a reason without one. */
     m.mode = "udp";
-    assert_int_equal(nb_proxy_apply(p, &m, err, sizeof err), NB_E_UNSUPPORTED);
-    assert_non_null(strstr(err, "udp"));
+    assert_int_equal(nb_proxy_apply(p, &m, err, sizeof err), NB_E_NOTFOUND);
+    assert_non_null(strstr(err, "no tunnel"));
 
     nb_listener_close(el);
     nb_proxy_free(p);

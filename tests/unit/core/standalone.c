@@ -131,9 +131,12 @@ static void test_bad_configs_name_the_field(void **state)
         {"{\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\",\"mode\":\"tcp\",\"listenPort\":81,"
          "\"path\":[{\"target\":\"1.2.3.4:80\",\"options\":{\"requestTimeout\":5}}]}]}",
          "mappings[0].path[0].options.requestTimeout"},
-        {"{\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\",\"mode\":\"udp\",\"listenPort\":81,"
+        {"{\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\",\"mode\":\"udp\",\"listenPort\":0,"
          "\"path\":[{\"target\":\"1.2.3.4:80\"}]}]}",
-         "mappings[0].mode: \"udp\" mappings are not supported yet"},
+         "mappings[0].listenPort: must be 1..65535 for mode udp"},
+        {"{\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\",\"mode\":\"udp\",\"listenPort\":81,"
+         "\"path\":[{\"target\":\"example:80\"}]}]}",
+         "mappings[0].path[0].target: \"example:80\" is not ip:port"},
         {"{\"accounts\":[{\"id\":\"a\",\"wireguard\":{\"privateKey\":\"" K1 "\","
          "\"addresses\":[\"10.0.0.1/24\"]}}],\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\","
          "\"mode\":\"tcp\",\"listenPort\":81,\"path\":[{\"target\":\"1.2.3.4:80\"}]},{\"id\":"

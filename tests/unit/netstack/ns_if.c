@@ -260,7 +260,7 @@ static void test_icmp_unreachable_v4(void **state)
     (void)state;
     pa_acct.peer = NULL;
     uint8_t pkt[64];
-    ip4_hdr(pkt, 17, "10.99.100.2", "10.99.100.1", 8); /* UDP: not compiled in */
+    ip4_hdr(pkt, 132, "10.99.100.2", "10.99.100.1", 8); /* SCTP: not compiled in */
     memset(pkt + 20, 0, 8);
     uint64_t a_out = pa_acct.out_count, b_out = pb_acct.out_count;
     assert_int_equal(ns_if_input(pa_acct.nif, pkt, 28), NB_OK);
@@ -269,6 +269,18 @@ static void test_icmp_unreachable_v4(void **state)
     assert_int_equal(pa_acct.last[9], 1);
     assert_int_equal(pa_acct.last[20], 3); /* destination unreachable */
     assert_int_equal(pa_acct.last[21], 2); /* protocol */
+    check_ip4_csum(pa_acct.last);
+    /* UDP to a port no flow uses (checksum 0 = none): port unreachable, same interface. */
+    ip4_hdr(pkt, 17, "10.99.100.2", "10.99.100.1", 8);
+    memset(pkt + 20, 0, 8);
+    pkt[20] = 0x30, pkt[21] = 0x39; /* src port 12345 */
+    pkt[22] = 0x00, pkt[23] = 0x35; /* dst port 53 */
+    pkt[25] = 8;                    /* UDP length */
+    assert_int_equal(ns_if_input(pa_acct.nif, pkt, 28), NB_OK);
+    assert_int_equal(pa_acct.out_count, a_out + 2);
+    assert_int_equal(pb_acct.out_count, b_out);
+    assert_int_equal(pa_acct.last[20], 3); /* destination unreachable */
+    assert_int_equal(pa_acct.last[21], 3); /* port */
     check_ip4_csum(pa_acct.last);
 }
 
