@@ -866,8 +866,11 @@ static bool hop_field(const char *n, size_t l)
            http_ieq(n, l, "upgrade") || http_ieq(n, l, "content-length");
 }
 
-/* Lower-cased copies of hdrs (minus connection fields) appended to nva[*n]. */
-static int add_fields(struct nb_arena *a, nghttp2_nv *nva, size_t *n, const struct http_hdrs *h)
+/* Lower-cased copies of the names in hdrs (minus connection fields) appended to nva[*n]; the
+ * values are referenced (nghttp2 copies them on submit) or, with copy_values, copied too (for
+ * trailers, submitted later from the data provider). */
+static int add_fields(struct nb_arena *a, nghttp2_nv *nva, size_t *n, const struct http_hdrs *h,
+                      bool copy_values)
 {
     for (uint32_t i = 0; h && i < h->n; i++) {
         const struct http_field *f = &h->v[i];
@@ -880,8 +883,13 @@ static int add_fields(struct nb_arena *a, nghttp2_nv *nva, size_t *n, const stru
             char ch = f->name[k];
             ln[k] = (uint8_t)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
         }
-        nva[(*n)++] =
-            (nghttp2_nv){ln, (uint8_t *)f->value, f->name_len, f->value_len, NGHTTP2_NV_FLAG_NONE};
+        uint8_t *v = (uint8_t *)f->value;
+        if (copy_values && f->value_len) {
+            if ((v = nb_arena_alloc(a, f->value_len)) == NULL)
+                return NB_E_NOMEM;
+            memcpy(v, f->value, f->value_len);
+        }
+        nva[(*n)++] = (nghttp2_nv){ln, v, f->name_len, f->value_len, NGHTTP2_NV_FLAG_NONE};
     }
     return NB_OK;
 }
@@ -908,13 +916,13 @@ int h2_resp_head(struct http_req *req, int status, const struct http_hdrs *hdrs,
     size_t n = 0;
     nva[n++] = NV_LIT(":status", sbuf, 3);
     if (status < 200) { /* interim (103 Early Hints...) */
-        if (add_fields(a, nva, &n, hdrs) != NB_OK)
+        if (add_fields(a, nva, &n, hdrs, false) != NB_OK)
             return NB_E_NOMEM;
         int rc = nghttp2_submit_headers(c->ng, NGHTTP2_FLAG_NONE, st->sid, NULL, nva, n, NULL);
         schedule(c);
         return rc == 0 ? NB_OK : NB_E_CLOSED;
     }
-    if (add_fields(a, nva, &n, hdrs) != NB_OK)
+    if (add_fields(a, nva, &n, hdrs, false) != NB_OK)
         return NB_E_NOMEM;
     if (hdrs == NULL || !http_hdrs_get(hdrs, "date")) {
         const char *d = http_date_now(c->srv->loop);
@@ -997,7 +1005,7 @@ void h2_resp_end_trailers(struct http_req *req, const struct http_hdrs *trailers
     if (!st->resp_ended && trailers && trailers->n) {
         nghttp2_nv *nva = nb_arena_alloc(&req->arena, trailers->n * sizeof *nva);
         size_t n = 0;
-        if (nva && add_fields(&req->arena, nva, &n, trailers) == NB_OK && n) {
+        if (nva && add_fields(&req->arena, nva, &n, trailers, true) == NB_OK && n) {
             st->tnv = nva;
             st->ntnv = n;
         }
