@@ -646,7 +646,7 @@ static int tls_setup(struct app *app, const struct nb_config *cfg, const struct 
     struct tls_server_opts to = {
         .select = nb_certs_select,
         .select_arg = app->certs,
-        .alpn = "http/1.1,acme-tls/1",
+        .alpn = "h2,http/1.1,acme-tls/1",
         .answer_plain_http = true,
     };
     rc = tls_ctx_new_server(&to, &app->tls);
