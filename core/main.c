@@ -836,6 +836,10 @@ static void stop(struct app *app)
         (void)nb_access_log_remove_sink(app->access_log, mgmt_access_log_sink, app->mgmt);
     mgmt_free(app->mgmt);
     app->mgmt = NULL;
+    /* ACME next: its connections to the CA close here and are freed by the loop turns below;
+     * handshakes in flight keep their own references to its certificates. */
+    nb_acme_link_free(app->acme);
+    app->acme = NULL;
     if (app->public_lst)
         nb_listener_close(app->public_lst);
     app->public_lst = NULL;
@@ -887,8 +891,6 @@ static void stop(struct app *app)
         nb_loop_run_once(app->loop, 0);
     tls_ctx_unref(app->tls);
     app->tls = NULL;
-    nb_acme_link_free(app->acme);
-    app->acme = NULL;
     nb_certs_free(app->certs);
     app->certs = NULL;
     free(app->trusted);
