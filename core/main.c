@@ -5,6 +5,7 @@
  * event loop until SIGINT/SIGTERM, followed by a bounded graceful stop.
  */
 #include "core/account.h"
+#include "core/acme_link.h"
 #include "core/certs.h"
 #include "core/config.h"
 #include "core/demo.h"
@@ -71,6 +72,7 @@ struct app {
     struct http_server *demo_srv;       /* --demo: the backend account's web server */
     /* the main TLS listener (--addr) */
     struct nb_certs *certs;
+    struct nb_acme_link *acme; /* --acme-certs */
     struct tls_ctx *tls;
     struct http_server *tls_srv;
     struct nb_router *main_router;
@@ -560,6 +562,15 @@ static int parse_trusted_l4(struct app *app, const char *list)
     return NB_OK;
 }
 
+/* ACME has a certificate for domain: management hears "certificate issued" (spec §3.6). */
+static void acme_ready(void *arg, const char *domain, bool issued)
+{
+    struct app *app = arg;
+    (void)issued;
+    if (app->mgmt)
+        mgmt_certificate_ready(app->mgmt, domain);
+}
+
 static char *path_join(const char *dir, const char *file)
 {
     if (file[0] == '/' || dir == NULL || dir[0] == '\0')
@@ -592,9 +603,7 @@ static int tls_setup(struct app *app, const struct nb_config *cfg, const struct 
                           nb_config_explicit(cfg, "cert-key-file");
     bool use_static;
     if (cfg->acme_certs) {
-        nb_warn("main", "--acme-certs: ACME is not built yet; only --wildcard-cert-dir "
-                        "certificates are served");
-        use_static = false;
+        use_static = false; /* spec §7.2: ACME (and the wildcard directory) instead */
     } else if (mgmt_mode || explicit_files) {
         use_static = true;
     } else {
@@ -625,17 +634,19 @@ static int tls_setup(struct app *app, const struct nb_config *cfg, const struct 
         nb_error("main", "certificates: %s", err[0] ? err : nb_strerror(rc));
         goto out;
     }
-    for (uint32_t i = 0; i < sa->n_mappings; i++) {
+    if (cfg->acme_certs && (rc = nb_acme_link_new(app->loop, app->dns, cfg, app->certs, acme_ready,
+                                                  app, &app->acme)) != NB_OK)
+        goto out;
+    for (uint32_t i = 0; i < sa->n_mappings && !cfg->acme_certs; i++) {
         const struct nb_mapping *m = &sa->mappings[i];
         if (nb_mapping_mode(m) == NB_MODE_HTTP && m->domain && m->domain[0])
             (void)nb_certs_check_domain(app->certs, m->domain);
     }
-    /* The single ALPN list of every TLS listener. HTTP/2 joins here ("h2" first) together with
-     * the h2 branch of dispatch_tls() in core/router.c. */
+    /* The single ALPN list of every TLS listener (spec §7.2: autocert's). */
     struct tls_server_opts to = {
         .select = nb_certs_select,
         .select_arg = app->certs,
-        .alpn = "http/1.1,acme-tls/1",
+        .alpn = "h2,http/1.1,acme-tls/1",
         .answer_plain_http = true,
     };
     rc = tls_ctx_new_server(&to, &app->tls);
@@ -703,11 +714,21 @@ static int hook_apply(void *arg, const struct nb_mapping *m, char *err, size_t e
 {
     struct app *app = arg;
     int rc = nb_proxy_apply(app->proxy, m, err, errlen);
-    /* spec/proxy.md §7.1: a domain the static certificate does not cover is only a warning. */
-    if (rc == NB_OK && app->certs && m->type != NB_UPDATE_REMOVED &&
-        nb_mapping_mode(m) == NB_MODE_HTTP)
-        (void)nb_certs_check_domain(app->certs, m->domain);
+    if (rc == NB_OK)
+        nb_acme_link_mapping(app->acme, m);
     return rc;
+}
+
+/* ACTIVE carries certificate_issued when a file certificate covers the domain (spec §7.1: one
+ * that does not is only a warning) or ACME serves one already. */
+static bool hook_cert_ready(void *arg, const char *domain)
+{
+    struct app *app = arg;
+    if (app->certs == NULL || domain == NULL || domain[0] == '\0')
+        return false;
+    if (app->acme)
+        return nb_acme_link_ready(app->acme, domain) || nb_certs_check_domain(app->certs, domain);
+    return nb_certs_check_domain(app->certs, domain);
 }
 
 static void hook_connected(void *arg, bool up)
@@ -749,6 +770,7 @@ static int start_mgmt(struct app *app, const struct nb_config *cfg, const char *
         .apply = hook_apply,
         .connected = hook_connected,
         .initial_sync = hook_initial_sync,
+        .cert_ready = hook_cert_ready,
     };
     int rc = mgmt_new(app->loop, &mo, &hooks, &app->mgmt, err, sizeof err);
     if (rc != NB_OK) {
@@ -797,6 +819,7 @@ static int start(struct app *app, const struct nb_config *cfg, struct nb_standal
             nb_error("main", "mapping %s: %s", sa->mappings[i].id, err[0] ? err : nb_strerror(rc));
             return rc;
         }
+        nb_acme_link_mapping(app->acme, &sa->mappings[i]);
     }
     return NB_OK;
 }
@@ -813,6 +836,10 @@ static void stop(struct app *app)
         (void)nb_access_log_remove_sink(app->access_log, mgmt_access_log_sink, app->mgmt);
     mgmt_free(app->mgmt);
     app->mgmt = NULL;
+    /* ACME next: its connections to the CA close here and are freed by the loop turns below;
+     * handshakes in flight keep their own references to its certificates. */
+    nb_acme_link_free(app->acme);
+    app->acme = NULL;
     if (app->public_lst)
         nb_listener_close(app->public_lst);
     app->public_lst = NULL;
@@ -1054,9 +1081,10 @@ int main(int argc, char **argv)
     app.proxy = nb_proxy_new(app.loop, &po);
     if (app.proxy == NULL)
         goto out_proxy;
-    /* The main TLS listener runs when --addr / NB_PROXY_ADDRESS is given (in every mode), so
-     * several instances (and the tests) can share a host without a certificate for :443. */
-    bool main_tls = nb_config_explicit(&cfg, "addr");
+    /* The main TLS listener: always in management mode (default :443, as netbird-proxy);
+     * standalone only when --addr / NB_PROXY_ADDRESS is given, so the demo and local setups
+     * need neither a certificate nor port 443. */
+    bool main_tls = mgmt_mode || nb_config_explicit(&cfg, "addr");
     if (((main_tls || cfg.private_mode) && tls_setup(&app, &cfg, &sa, mgmt_mode) != NB_OK) ||
         (main_tls && tls_listen_main(&app, &cfg) != NB_OK)) {
         nb_error("main", "start-up failed; nothing is served");

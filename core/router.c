@@ -412,12 +412,16 @@ static void dispatch_tls(struct nb_router *r, struct nb_stream *tls)
 {
     struct http_conn_info info = conn_info(r, true);
     struct tls_info ti;
-    if (tls_stream_info(tls, &ti) == NB_OK && strcmp(ti.alpn, "acme-tls/1") == 0) {
+    bool ok = tls_stream_info(tls, &ti) == NB_OK;
+    if (ok && strcmp(ti.alpn, "acme-tls/1") == 0) {
         /* A tls-alpn-01 challenge handshake is done once it completed: nothing to serve. */
         nb_stream_close(tls, false);
         return;
     }
-    (void)http_server_accept(r->https, tls, &info);
+    if (ok && strcmp(ti.alpn, "h2") == 0)
+        (void)http_server_accept_h2(r->https, tls, &info);
+    else
+        (void)http_server_accept(r->https, tls, &info);
 }
 
 static void tls_connected(void *arg, struct nb_stream *s, const char *err)

@@ -20,6 +20,7 @@
  */
 #include "http/server.h"
 #include "http/h1_parse.h"
+#include "http/server_int.h"
 #include "platform/err.h"
 #include "platform/log.h"
 #include "platform/loop.h"
@@ -43,16 +44,6 @@ enum conn_state {
     CS_DISCARD,  /* the response is done; what is left of the request body is dropped */
     CS_CLOSING,  /* the stream was closed; the deferred free is queued */
     CS_HIJACKED, /* the stream was handed to the handler after a 101 */
-};
-
-struct http_server {
-    struct nb_loop *loop;
-    struct http_server_opts opts;
-    struct http_handler handler;
-    struct http_conn *conns; /* every live connection */
-    uint32_t nconns;
-    bool draining;
-    struct http_server_stats st;
 };
 
 struct http_conn {
@@ -714,6 +705,7 @@ void http_server_free(struct http_server *srv)
         return;
     while (srv->conns)
         conn_fail(srv->conns, "server stopped");
+    h2_server_free_all(srv);
     free(srv);
 }
 
@@ -769,6 +761,7 @@ void http_server_drain(struct http_server *srv)
             c->close_after = true;
         c = next;
     }
+    h2_server_drain(srv);
 }
 
 uint32_t http_server_conns(const struct http_server *srv)
@@ -797,6 +790,10 @@ static bool owned(const struct http_req *req)
 
 void http_req_read_body(struct http_req *req)
 {
+    if (req->_h2) {
+        h2_req_read_body(req);
+        return;
+    }
     struct http_conn *c = req->_conn;
     if (!owned(req) || c->body_reading)
         return;
@@ -812,6 +809,10 @@ void http_req_read_body(struct http_req *req)
 
 void http_req_pause_body(struct http_req *req, bool paused)
 {
+    if (req->_h2) {
+        h2_req_pause_body(req, paused);
+        return;
+    }
     struct http_conn *c = req->_conn;
     if (!owned(req) || c->user_paused == paused)
         return;
@@ -994,6 +995,8 @@ static int write_head(struct http_conn *c, int status, const struct http_hdrs *h
 int http_resp_head(struct http_req *req, int status, const struct http_hdrs *hdrs,
                    int64_t content_length)
 {
+    if (req->_h2)
+        return h2_resp_head(req, status, hdrs, content_length);
     struct http_conn *c = req->_conn;
     if (!owned(req) || c->resp_started || status < 100 || status > 999)
         return NB_E_INVAL;
@@ -1056,6 +1059,8 @@ int http_resp_head(struct http_req *req, int status, const struct http_hdrs *hdr
 
 int http_resp_body(struct http_req *req, const void *data, size_t len)
 {
+    if (req->_h2)
+        return h2_resp_body(req, data, len);
     struct http_conn *c = req->_conn;
     if (!owned(req) || !c->resp_started)
         return NB_E_INVAL;
@@ -1082,6 +1087,8 @@ int http_resp_body(struct http_req *req, const void *data, size_t len)
 
 bool http_resp_write_full(const struct http_req *req)
 {
+    if (req->_h2)
+        return h2_resp_write_full(req);
     const struct http_conn *c = req->_conn;
     return c->stream && nb_stream_write_full(c->stream);
 }
@@ -1093,6 +1100,10 @@ void http_resp_end(struct http_req *req)
 
 void http_resp_end_trailers(struct http_req *req, const struct http_hdrs *trailers)
 {
+    if (req->_h2) {
+        h2_resp_end_trailers(req, trailers);
+        return;
+    }
     struct http_conn *c = req->_conn;
     if (!owned(req))
         return;
@@ -1125,6 +1136,10 @@ void http_resp_end_trailers(struct http_req *req, const struct http_hdrs *traile
 
 void http_resp_abort(struct http_req *req)
 {
+    if (req->_h2) {
+        h2_resp_abort(req);
+        return;
+    }
     struct http_conn *c = req->_conn;
     if (!owned(req))
         return;
@@ -1134,6 +1149,10 @@ void http_resp_abort(struct http_req *req)
 
 void http_resp_close_after(struct http_req *req)
 {
+    if (req->_h2) {
+        h2_resp_close_after(req);
+        return;
+    }
     req->_conn->close_after = true;
 }
 
@@ -1162,6 +1181,8 @@ int http_resp_simple(struct http_req *req, int status, const char *content_type,
 struct nb_stream *http_req_hijack(struct http_req *req, const uint8_t **leftover,
                                   size_t *leftover_len)
 {
+    if (req->_h2)
+        return NULL; /* no Upgrade over HTTP/2 (RFC 9113 §8.6) */
     struct http_conn *c = req->_conn;
     if (!owned(req) || req->status != 101 || c->stream == NULL)
         return NULL;

@@ -3,7 +3,8 @@
 #define NB_HTTP_SERVER_H
 
 /*
- * HTTP/1.1 server connections on any nb_stream (host TCP, lwIP TCP through a tunnel, later TLS).
+ * HTTP/1.1 server connections on any nb_stream (host TCP, lwIP TCP through a tunnel, TLS), and
+ * HTTP/2 ones (http_server_accept_h2, http/h2.c) behind the same request API.
  * The server parses request heads (http/h1_parse.h), hands each request to a handler, streams the
  * request body to it on demand, and frames the handler's response (Content-Length, chunked, or
  * close-delimited for HTTP/1.0). One request at a time per connection: pipelined requests wait
@@ -40,6 +41,7 @@ struct http_server;
 struct http_req;
 struct http_conn;
 struct http_req_cbs;
+struct h2_stream;
 
 /* What a listener tells the server about the connections it hands over. */
 struct http_conn_info {
@@ -82,6 +84,15 @@ void http_server_free(struct http_server *srv);
  */
 int http_server_accept(struct http_server *srv, struct nb_stream *s,
                        const struct http_conn_info *info);
+/*
+ * The same for a connection that speaks HTTP/2 (RFC 9113; TLS with ALPN "h2", or prior knowledge):
+ * same ownership contract and results as http_server_accept. Each stream becomes one http_req
+ * with the same fields and API as an HTTP/1.1 request (see http/h2.c and http/README.md for
+ * what differs on the wire: no Upgrade/hijack, no 100 Continue, http_resp_abort resets only the
+ * stream, http_resp_close_after sends GOAWAY).
+ */
+int http_server_accept_h2(struct http_server *srv, struct nb_stream *s,
+                          const struct http_conn_info *info);
 /* An nb_accept_fn for listeners whose arg is a struct http_listener_ctx. */
 struct http_listener_ctx {
     struct http_server *server;
@@ -101,12 +112,15 @@ struct http_server_stats {
     uint64_t conns_accepted;
     uint64_t conns_rejected; /* over max_conns or draining */
     uint64_t requests;
-    uint64_t bad_requests;    /* 400 from the parser */
-    uint64_t too_large;       /* 431 */
-    uint64_t header_timeouts; /* cut by read_header_timeout */
-    uint64_t idle_timeouts;   /* keep-alive connections closed idle */
-    uint64_t client_aborts;   /* connection failed while a handler owned a request */
-    uint64_t upgrades;        /* hijacked after 101 */
+    uint64_t bad_requests;     /* 400 from the parser */
+    uint64_t too_large;        /* 431 */
+    uint64_t header_timeouts;  /* cut by read_header_timeout */
+    uint64_t idle_timeouts;    /* keep-alive connections closed idle */
+    uint64_t client_aborts;    /* connection failed while a handler owned a request */
+    uint64_t upgrades;         /* hijacked after 101 */
+    uint64_t h2_conns;         /* HTTP/2 connections accepted (also in conns_accepted) */
+    uint64_t h2_goaways;       /* HTTP/2 connections ended by our GOAWAY with an error code */
+    uint64_t h2_stream_errors; /* HTTP/2 requests refused with RST_STREAM (malformed...) */
 };
 void http_server_stats(const struct http_server *srv, struct http_server_stats *st);
 
@@ -136,11 +150,12 @@ struct http_req {
     struct sockaddr_storage peer;
     struct sockaddr_storage local;
     struct http_conn_info info;
-    uint64_t start_ms;  /* loop time the head was complete */
-    uint64_t bytes_in;  /* request body bytes delivered to the handler */
-    uint64_t bytes_out; /* response body bytes written (framing excluded) */
-    int status;         /* final status sent, 0 before */
-    struct http_conn *_conn;
+    uint64_t start_ms;       /* loop time the head was complete */
+    uint64_t bytes_in;       /* request body bytes delivered to the handler */
+    uint64_t bytes_out;      /* response body bytes written (framing excluded) */
+    int status;              /* final status sent, 0 before */
+    struct http_conn *_conn; /* HTTP/1.1 */
+    struct h2_stream *_h2;   /* HTTP/2 (http/h2.c), NULL for HTTP/1.1 */
     const struct http_req_cbs *_cbs;
     void *_cbs_arg;
 };

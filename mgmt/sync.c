@@ -90,6 +90,7 @@ static struct svc *svc_new(const struct nb_mapping *mp, const char *key)
 struct pending_status {
     struct pending_status *next;
     Management__ProxyStatus status;
+    bool cert_issued;
     char *error; /* NULL for none */
     char *service_id;
     char *account_id;
@@ -232,7 +233,7 @@ static void status_flush(struct mgmt *m)
         if (m->sq_head == NULL)
             m->sq_tail = NULL;
         m->sq_len--;
-        send_status_now(m, ps->service_id, ps->account_id, ps->status, false, ps->error);
+        send_status_now(m, ps->service_id, ps->account_id, ps->status, ps->cert_issued, ps->error);
         pending_status_free(ps);
     }
 }
@@ -268,6 +269,7 @@ static void send_status(struct mgmt *m, const char *service_id, const char *acco
         return;
     }
     ps->status = status;
+    ps->cert_issued = cert_issued;
     if (m->sq_tail)
         m->sq_tail->next = ps;
     else
@@ -439,8 +441,10 @@ static void setup(struct mgmt *m, struct nb_mapping *mp, const char *key, bool a
      * soon as they are applied (direct_upstream targets serve at once; tunnel targets answer
      * 502 "Proxy Not Connected" until the embedded peer exists), so ACTIVE says exactly that.
      */
-    send_status(m, s->id, s->account_id, MANAGEMENT__PROXY_STATUS__PROXY_STATUS_ACTIVE, false,
-                NULL);
+    bool cert = m->hooks.cert_ready &&
+                nb_mapping_mode(&(struct nb_mapping){.mode = (char *)s->mode}) == NB_MODE_HTTP &&
+                m->hooks.cert_ready(m->hooks.arg, s->domain);
+    send_status(m, s->id, s->account_id, MANAGEMENT__PROXY_STATUS__PROXY_STATUS_ACTIVE, cert, NULL);
 }
 
 static void remove_service(struct mgmt *m, const char *id, const struct nb_mapping *msg)
@@ -1127,6 +1131,22 @@ void mgmt_free(struct mgmt *m)
     free(m->version);
     free(m->address);
     free(m);
+}
+
+void mgmt_certificate_ready(struct mgmt *m, const char *domain)
+{
+    struct nb_strmap_iter it = {0};
+    void *v;
+    while (nb_strmap_next(&m->services, &it, &v) != NULL) {
+        const struct svc *s = v;
+        size_t n = strlen(domain);
+        /* the mapping's domain may carry a port (spec §4.3 strips it for matching) */
+        if (s->domain && strncmp(s->domain, domain, n) == 0 &&
+            (s->domain[n] == '\0' || s->domain[n] == ':') &&
+            nb_mapping_mode(&(struct nb_mapping){.mode = (char *)s->mode}) == NB_MODE_HTTP)
+            send_status(m, s->id, s->account_id, MANAGEMENT__PROXY_STATUS__PROXY_STATUS_ACTIVE,
+                        true, NULL);
+    }
 }
 
 void mgmt_stats(const struct mgmt *m, struct mgmt_stats *st)

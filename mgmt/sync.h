@@ -38,6 +38,10 @@ struct mgmt_hooks {
     void (*connected)(void *arg, bool up);
     /* The initial snapshot was applied (once per process). */
     void (*initial_sync)(void *arg);
+    /* Optional: a certificate for domain is served now (a static or wildcard file covers it,
+     * or ACME has one), asked after an HTTP service is applied: ACTIVE then carries
+     * certificate_issued (spec §3.6). */
+    bool (*cert_ready)(void *arg, const char *domain);
 };
 
 struct mgmt_opts {
@@ -70,6 +74,10 @@ int mgmt_new(struct nb_loop *loop, const struct mgmt_opts *opts, const struct mg
              struct mgmt **out, char *err, size_t errlen);
 /* Cancels everything and frees; wipes the keys of the registered peers. */
 void mgmt_free(struct mgmt *m);
+
+/* A certificate for domain became ready later (ACME issued or loaded it): every HTTP service of
+ * that domain is reported ACTIVE with certificate_issued (spec §3.6). */
+void mgmt_certificate_ready(struct mgmt *m, const char *domain);
 
 /* An nb_access_log sink (arg = the struct mgmt): one SendAccessLog per record (spec §8.1). */
 void mgmt_access_log_sink(void *arg, const struct nb_access_log_entry *e);

@@ -49,7 +49,9 @@ if [ $want_test = 1 ]; then
            iperf3 curl python3 procps openssl ca-certificates # openssl: tests/unit/tls peers
            dnsmasq-base # dnsmasq-base: the binary only, no system service (tests/unit/platform/dns.c)
            nginx        # tests/interop/http_test.sh runs its own instance (see the --bench note)
-           pebble)      # pebble + pebble-challtestsrv (one package): tests/interop/acme_test.sh
+           pebble       # pebble + pebble-challtestsrv (one package): tests/interop/acme_test.sh
+           nghttp2-client python3-h2) # http2_test.sh: nghttp, h2load; protocol probes
+                                      # (python3-h2 lives in Debian's /usr/bin/python3)
     # Node.js for tests/interop/node (backends and clients of http_test.sh). Debian's nodejs and
     # npm where no Node is installed; an existing Node (with its npm) is kept.
     command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)

@@ -7,7 +7,8 @@
 # stopped by PID.
 #
 #   18600 pebble ACME   18601 pebble management   18602 challtestsrv DNS   18603 its management
-#   18604 http-01 (acme_e2e)   18605 tls-alpn-01 + HTTPS (acme_e2e)
+#   18604 http-01 (acme_e2e, nbproxy --acme-addr)   18605 tls-alpn-01 + HTTPS (acme_e2e, nbproxy --addr)
+#   18606 the upstream of nbproxy's mapping (python3 http.server)
 #
 # Checks: 1 tls-alpn-01 issuance, curl trusting pebble's root; 2 http-01 (tls-alpn-01 refused for
 # that name, so the manager falls back to http-01 on a new order), curl; 3 cache layout (0700 /
@@ -17,7 +18,9 @@
 # <domain>.lock, a certificate the other holder writes is picked up by the 5 s disk poll,
 # issuance once the lock is released; 7 pebble with externalAccountBindingRequired: refused
 # without EAB, issued with --eab-kid/--eab-key (HS256); 8 renewal with 30 s certificates
-# (pebble's certificateValidityPeriod): a second order once a third of the lifetime is left.
+# (pebble's certificateValidityPeriod): a second order once a third of the lifetime is left;
+# 9 nbproxy itself with --acme-certs: issuance on its TLS listener, HTTPS (h2) to a mapping, the
+# --acme-addr rules, a restart from the cache without a new order.
 # Pebble rejects 5 % of good nonces in phase 2 (its default), so badNonce retries are exercised.
 # NBT_KEEP=1 keeps the work directory.
 set -u
@@ -250,9 +253,62 @@ fi
 stop_pid $E2E_PID
 check "8 STATS renewals >= 1" grep -Eq '^STATS .*renewals=[1-9]' e2e-5.out
 
+# ---- phase 3: nbproxy itself (--acme-certs) on its main TLS listener ----
+# Standalone nbproxy with an HTTP mapping for $N: the certificate comes from pebble through
+# tls-alpn-01 answered on --addr (pebble's tlsPort), the CA's HTTPS trusted through
+# SSL_CERT_FILE as Go does; then HTTPS (h2) to the mapping with curl trusting pebble's root,
+# --acme-addr's http-01 rules, and a restart served from the --cert-dir cache with no new order.
+N=n.acme.test
+stop_pid $PEBBLE_PID
+start_pebble pebble-a.json pebble-c.log PEBBLE_WFE_NONCEREJECT=0 || bad "pebble did not start (phase 3)"
+ROOT=$work/root-pebble-c.log.pem
+mkdir -p www && echo "hello from the upstream" > www/hello.txt
+python3 -m http.server 18606 --bind 127.0.0.1 --directory www > upstream.log 2>&1 &
+pids+=($!)
+wg genkey > nb.key 2>/dev/null || bad "wg genkey failed"
+cat > nb.json <<JSON
+{ "accounts": [ { "id": "a", "wireguard": { "privateKey": "$(cat nb.key)", "addresses": ["10.99.170.1/24"] } } ],
+  "mappings": [ { "id": "web", "accountId": "a", "domain": "$N",
+                  "path": [{ "path": "/", "target": "http://127.0.0.1:18606/", "options": { "directUpstream": true } }] } ] }
+JSON
+NB_PID=
+start_nb() { # log
+    env SSL_CERT_FILE="$work/minica.pem" "$bin" --config nb.json --addr 127.0.0.1:$TP --acme-certs \
+        --acme-dir https://127.0.0.1:$AP/dir --cert-dir "$work/certs-nb" --acme-challenge-type http-01 \
+        --acme-addr 127.0.0.1:$HP > "$1" 2>&1 &
+    NB_PID=$!
+    pids+=($NB_PID)
+}
+start_nb nb-1.log
+if wait_for 60 grep -q "$N: certificate issued" nb-1.log; then
+    ok "9 nbproxy --acme-certs: certificate for $N issued by pebble"
+    out=$(curl -sS --max-time 5 --cacert "$ROOT" --resolve "$N:$TP:127.0.0.1" -w ' %{http_version}' "https://$N:$TP/hello.txt" 2>&1)
+    check "9 HTTPS to the mapping with curl trusting pebble's root, over h2: $(echo $out)" test "$out" = $'hello from the upstream\n 2'
+    check "9 $N validated over tls-alpn-01 on --addr (no http-01 request in pebble's log)" \
+        test "$(count "validate w/ HTTP: http://$N" pebble-c.log)" = 0
+    check "9 the cache holds $N (EC key then chain) in --cert-dir" \
+        bash -c "head -1 '$work/certs-nb/$N' | grep -q 'BEGIN EC PRIVATE KEY'"
+    code=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' -H "Host: $N" "http://127.0.0.1:$HP/x?y=1")
+    check "9 --acme-addr: other GETs are redirected to HTTPS ($code)" test "$code" = "302 https://$N/x?y=1"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: other.test" "http://127.0.0.1:$HP/.well-known/acme-challenge/abc")
+    check "9 --acme-addr: a challenge for an unregistered host is 403 ($code)" test "$code" = 403
+else
+    bad "9 nbproxy got no certificate for $N: $(tail -5 nb-1.log)"
+fi
+stop_pid $NB_PID
+orders=$(count 'Added order' pebble-c.log)
+start_nb nb-2.log
+check "9 restart: the certificate is loaded from the cache" wait_for 15 grep -q "$N: certificate loaded from the cache" nb-2.log
+out=$(curl -sS --max-time 5 --cacert "$ROOT" --resolve "$N:$TP:127.0.0.1" "https://$N:$TP/hello.txt" 2>&1)
+check "9 restart: HTTPS still verifies with pebble's root" test "$out" = "hello from the upstream"
+check "9 restart: no new order at pebble" test "$(count 'Added order' pebble-c.log)" = "$orders"
+stop_pid $NB_PID
+check "9 nbproxy logged no secret (no PRIVATE KEY material in its logs)" bash -c "! grep -q 'PRIVATE KEY' nb-1.log nb-2.log"
+stop_pid $PEBBLE_PID
+
 # sanitizer builds (NBPROXY_BIN from build-*-asan): no report in any acme_e2e run
 check "no AddressSanitizer / LeakSanitizer / UBSan report from acme_e2e" \
-    bash -c "! grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' e2e-*.out.err"
+    bash -c "! grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' e2e-*.out.err nb-*.log"
 
 echo "[acme] $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -94,12 +94,20 @@ start_nb() {
     shift
     while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
     shift
-    env "${envs[@]}" "$bin" "$@" > "$work/$name.out" 2> "$work/$name.err" &
+    # Management mode always opens the main TLS listener (default :443, as netbird-proxy) and
+    # needs a certificate for it: a kernel-chosen loopback port and the static pair made above,
+    # unless the caller's assignments say otherwise; ./certs (the ACME cache) lands in $work.
+    (cd "$work" && exec env NB_PROXY_ADDRESS=127.0.0.1:0 NB_PROXY_CERTIFICATE_DIRECTORY="$work/static" \
+        "${envs[@]}" "$bin" "$@") > "$work/$name.out" 2> "$work/$name.err" &
     local p=$!
     pids+=($p)
     printf -v "${name}_PID" %s $p
 }
 alive() { kill -0 "$1" 2>/dev/null; }
+mkdir -p "$work/static" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=proxy.test \
+        -addext "subjectAltName=DNS:proxy.test,DNS:*.proxy.test" -keyout "$work/static/tls.key" \
+        -out "$work/static/tls.crt" 2>/dev/null
 
 # ---------------------------------------------------------------------------------------------
 command -v node >/dev/null || { bad "node is not installed"; echo "[mgmt] $pass passed, $fail failed"; exit 1; }
@@ -281,8 +289,8 @@ good = [i for i in ids if [x["status"] for x in by.get(i, [])] == ["PROXY_STATUS
 eq(len(good), 1200, "7: exactly one ACTIVE status for each of the 1200 applied services")
 act = [x for i in ids for x in by.get(i, [])]
 check(all(x["account_id"] == "acct-%d" % (int(x["service_id"][4:]) % 4) and x["error_message"] is None
-          and x["certificate_issued"] is False for x in act),
-      "7: ACTIVE updates carry the service's account, no error_message, certificate_issued false")
+          and x["certificate_issued"] is True for x in act),
+      "7: ACTIVE updates carry the service's account, no error_message, certificate_issued (the static certificate covers *.proxy.test)")
 def st_of(i):
     return [(x["status"], x["error_message"]) for x in by.get(i, [])]
 eq(st_of("bad-target"), [("PROXY_STATUS_ERROR", 'path "/": invalid target URL "127.0.0.1:%s": missing http(s):// scheme, skipped' % ENV["B1"])],
@@ -667,7 +675,7 @@ if ip netns add $NS 2>/dev/null; then
     ip -n $NS link set lo up
     ifs=$(ip -n $NS -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')
     [ "$ifs" = "lo " ] && ok "10: the namespace has only a loopback interface" || bad "10: namespace interfaces: $ifs"
-    ip netns exec $NS env -i PATH="$PATH" "${seed_env[@]}" "$bin" > "$work/seed.out" 2> "$work/seed.err" &
+    (cd "$work" && exec ip netns exec $NS env -i PATH="$PATH" "${seed_env[@]}" "$bin") > "$work/seed.out" 2> "$work/seed.err" &
     seed_pid=$!
     pids+=($seed_pid)
     wait_for 20 ip netns exec $NS curl -s -o /dev/null http://127.0.0.1:8080/healthz/live
@@ -683,8 +691,16 @@ check(len(res) >= 2 and len(res) == len([l for l in lines if "reconnecting in" i
       "10: it logs that netbird-server cannot be resolved, and keeps retrying (%d attempts)" % len(res), res[:2] or lines[-5:])
 check(any("plaintext h2c and NB_PROXY_ALLOW_INSECURE is not set" in l for l in lines),
       "10: it warns that the token will not be sent over plaintext")
-check(any("acme-certs" in l and "NB_PROXY_ACME_CERTIFICATES" in l and "not supported yet" in l for l in lines),
-      "10: it logs that ACME is not supported yet", [l for l in lines if "acme" in l.lower()])
+check(any("ACME certificates from https://acme-v02.api.letsencrypt.org/directory, cache ./certs" in l for l in lines)
+      and any("TLS listener on :443" in l for l in lines),
+      "10: ACME mode with Let's Encrypt and the ./certs cache, the TLS listener on :443 (defaults)",
+      [l for l in lines if "acme" in l.lower() or "TLS" in l])
+check(not any("not supported yet" in l for l in lines), "10: no option of proxy.env is reported unsupported",
+      [l for l in lines if "not supported yet" in l])
+import os
+check(os.path.isfile(ENV["WORK"] + "/certs/acme_account+key") and
+      oct(os.stat(ENV["WORK"] + "/certs").st_mode & 0o777) == "0o700",
+      "10: the ACME account key is in ./certs (0700), made at start-up")
 check(any('"netbird-server:80" has no scheme' in l for l in lines), "10: it says the scheme-less address is taken as h2c")
 PY
     stop_pid $seed_pid
@@ -760,7 +776,8 @@ check(fl, "15: a TLS server that selects no ALPN protocol is refused (grpc-go's 
 PY
     for p in $nb15_PID $nb15b_PID $nb15c_PID $nb15d_PID $ssrv $d15_PID; do stop_pid $p; done
     # an unreadable SSL_CERT_FILE stops start-up with the reason
-    env NB_PROXY_TOKEN="$TOKEN" SSL_CERT_FILE=/nonexistent/ca.pem "$bin" --mgmt https://localhost:18743 --domain proxy.test \
+    env NB_PROXY_TOKEN="$TOKEN" SSL_CERT_FILE=/nonexistent/ca.pem NB_PROXY_ADDRESS=127.0.0.1:0 \
+        NB_PROXY_CERTIFICATE_DIRECTORY="$work/static" "$bin" --mgmt https://localhost:18743 --domain proxy.test \
         --health-addr 127.0.0.1:18740 > /dev/null 2> "$work/nb15e.err" &
     e=$!
     pids+=($e)

@@ -142,6 +142,9 @@ peer_cert() { echo | timeout 5 openssl s_client -connect 127.0.0.1:$1 ${2:+-serv
 
 # 1. SNI routing to HTTP, terminated with the static certificate (curl verifies it against the CA)
 expect "https://web.test through the main listener" "xff=127.0.0.1 proto=https" "$(cget https://web.test:18500/)"
+# 1b. ALPN: curl negotiates h2 by default (HTTP/2 through nghttp2), HTTP/1.1 when it offers only that
+expect "HTTPS on the main listener negotiates h2" "2 xff=127.0.0.1 proto=https" "$(cget -w '%{http_version} ' -o /dev/null https://web.test:18500/)$(cget --http2 https://web.test:18500/)"
+expect "a client offering only http/1.1 gets HTTP/1.1" "1.1" "$(cget --http1.1 -o /dev/null -w '%{http_version}' https://web.test:18500/)"
 # 2. HTTP route beats a TLS passthrough route for the same name
 expect "both.test: HTTP wins over passthrough" "xff=127.0.0.1 proto=https" "$(cget https://both.test:18500/)"
 # 3. passthrough: the client sees the backend's own certificate

@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * libFuzzer target: the HTTP/2 server (http/h2.c on nghttp2) fed arbitrary bytes as the client
+ * side of a connection, after the client connection preface (prepended here so the fuzzer
+ * starts at the frames), in pieces whose sizes come from the input, through a fake stream that
+ * reports "queue full" now and then. The handler's behaviour per request (answer at once, read
+ * the body first, stream an answer with trailers, pause and resume the body, abort, ask for a
+ * GOAWAY, hold the request until the end) is chosen by the input too.
+ *
+ * Input: 16 action bytes, 1 byte of piece sizes, 1 byte of "queue full" pattern, then frames.
+ *
+ * Asserts: the stream is closed exactly once and never used after close, no callback reaches a
+ * handler after it ended its request, every request the handler received was ended or aborted,
+ * and nothing leaks (LeakSanitizer).
+ */
+#include "http/server.h"
+#include "platform/err.h"
+#include "platform/loop.h"
+
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct nb_loop *loop;
+
+struct fake {
+    struct nb_stream base;
+    struct nb_defer free_d;
+    bool closed;
+    bool paused;
+    bool full;
+};
+
+static struct fake *live_fake;
+
+static void fk_free(struct nb_defer *d)
+{
+    if (d->arg == live_fake)
+        live_fake = NULL;
+    free(d->arg);
+}
+
+static int fk_write(struct nb_stream *s, const void *buf, size_t len)
+{
+    if (((struct fake *)s)->closed)
+        abort(); /* written after close */
+    return NB_OK;
+}
+
+static size_t fk_queued(const struct nb_stream *s)
+{
+    return ((const struct fake *)s)->full ? NB_STREAM_HIGH_WATER : 0;
+}
+
+static void fk_pause(struct nb_stream *s, bool p)
+{
+    struct fake *f = (struct fake *)s;
+    if (f->closed)
+        abort();
+    f->paused = p;
+}
+
+static int fk_shutdown(struct nb_stream *s)
+{
+    return NB_OK;
+}
+
+static void fk_close(struct nb_stream *s, bool abort_)
+{
+    struct fake *f = (struct fake *)s;
+    if (f->closed)
+        abort(); /* closed twice */
+    f->closed = true;
+    nb_defer(loop, &f->free_d, fk_free, f);
+}
+
+static int fk_addrs(const struct nb_stream *s, struct sockaddr_storage *l,
+                    struct sockaddr_storage *p)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(40000)};
+    a.sin_addr.s_addr = htonl(0x7f000001);
+    if (l)
+        memcpy(l, &a, sizeof a);
+    if (p)
+        memcpy(p, &a, sizeof a);
+    return NB_OK;
+}
+
+static const struct nb_stream_vtbl fk_vt = {"fuzz",      fk_write, fk_queued, fk_pause,
+                                            fk_shutdown, fk_close, fk_addrs};
+
+/* ---- the handler ---- */
+
+enum {
+    A_SIMPLE, /* answer at once */
+    A_ECHO,   /* read the body, answer at its end */
+    A_STREAM, /* streamed answer with trailers, then read the body */
+    A_PAUSE,  /* read the body, pausing after each piece and resuming from the loop */
+    A_ABORT,  /* abort the exchange */
+    A_CLOSE,  /* ask for GOAWAY, answer */
+    A_HOLD,   /* keep it until the end of the input */
+    A_COUNT,
+};
+
+struct hreq {
+    struct http_req *req;
+    int action;
+    bool ended;
+    struct nb_defer resume;
+    struct hreq *next;
+};
+
+static struct hreq *reqs;
+static uint8_t actions[16];
+static unsigned n_req;
+
+static void h_end(struct hreq *h)
+{
+    if (h->ended)
+        abort();
+    h->ended = true;
+}
+
+static void resume_cb(struct nb_defer *d)
+{
+    struct hreq *h = d->arg;
+    if (!h->ended)
+        http_req_pause_body(h->req, false);
+}
+
+static void on_body(void *arg, struct http_req *r, const uint8_t *d, size_t n)
+{
+    struct hreq *h = arg;
+    if (h->ended)
+        abort(); /* a callback after the request ended */
+    if (h->action == A_PAUSE) {
+        http_req_pause_body(r, true);
+        nb_defer(loop, &h->resume, resume_cb, h);
+    }
+}
+
+static void on_body_end(void *arg, struct http_req *r)
+{
+    struct hreq *h = arg;
+    if (h->ended)
+        abort();
+    if (h->action == A_STREAM) {
+        struct http_hdrs t;
+        http_hdrs_init(&t, &r->arena);
+        if (http_hdrs_add(&t, "X-T", 3, "1", 1) == NB_OK)
+            http_resp_end_trailers(r, &t);
+        else
+            http_resp_end(r);
+        h_end(h);
+        return;
+    }
+    (void)http_resp_simple(r, 200, "text/plain", NULL, "done", 4);
+    h_end(h);
+}
+
+static void on_drain(void *arg, struct http_req *r)
+{
+    if (((struct hreq *)arg)->ended)
+        abort();
+}
+
+static void on_abort(void *arg, struct http_req *r, const char *why)
+{
+    struct hreq *h = arg;
+    if (h->ended)
+        abort(); /* aborted after the handler ended it */
+    h->ended = true;
+}
+
+static const struct http_req_cbs cbs = {on_body, on_body_end, on_drain, on_abort};
+
+/* A_HOLD's on_body_end must not answer: it waits for the end of the input. */
+static void on_body_end_hold(void *arg, struct http_req *r)
+{
+    struct hreq *h = arg;
+    if (h->ended)
+        abort();
+    if (h->action != A_HOLD)
+        on_body_end(arg, r);
+}
+
+static const struct http_req_cbs hold_cbs = {on_body, on_body_end_hold, on_drain, on_abort};
+
+static void on_request(void *arg, struct http_req *r)
+{
+    struct hreq *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        abort();
+    h->req = r;
+    h->action = actions[n_req++ % sizeof actions] % A_COUNT;
+    h->next = reqs;
+    reqs = h;
+    http_req_set_cbs(r, h->action == A_HOLD ? &hold_cbs : &cbs, h);
+    switch (h->action) {
+    case A_SIMPLE:
+        (void)http_resp_simple(r, 204, NULL, NULL, NULL, 0);
+        h_end(h);
+        return;
+    case A_ECHO:
+    case A_PAUSE:
+    case A_HOLD:
+        http_req_read_body(r);
+        return;
+    case A_STREAM:
+        if (http_resp_head(r, 200, NULL, -1) == NB_OK) {
+            (void)http_resp_body(r, "a", 1);
+            (void)http_resp_write_full(r);
+            (void)http_resp_body(r, "bc", 2);
+        }
+        http_req_read_body(r);
+        return;
+    case A_CLOSE:
+        http_resp_close_after(r);
+        (void)http_resp_simple(r, 200, "text/plain", NULL, "x", 1);
+        h_end(h);
+        return;
+    default:
+        http_resp_abort(r);
+        h_end(h);
+        return;
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    if (loop == NULL)
+        loop = nb_loop_new();
+    if (size < 18)
+        return 0;
+    memcpy(actions, data, sizeof actions);
+    uint8_t sizes = data[16], fullness = data[17];
+    data += 18;
+    size -= 18;
+    n_req = 0;
+    struct http_server_opts o = {.max_head = 4096, .max_headers = 16};
+    struct http_handler hd = {on_request, NULL};
+    struct http_server *srv = http_server_new(loop, &o, &hd);
+    struct fake *f = calloc(1, sizeof *f);
+    live_fake = f;
+    nb_stream_init(&f->base, &fk_vt, loop);
+    if (http_server_accept_h2(srv, &f->base, NULL) != NB_OK)
+        abort();
+    f->base.cbs->on_data(f->base.arg, &f->base, (const uint8_t *)preface, sizeof preface - 1);
+    size_t off = 0;
+    unsigned k = 0, stalled = 0;
+    while (off < size && live_fake && !f->closed && stalled < 8) {
+        size_t piece = 1 + (size_t)((sizes >> (k % 8)) & 0x3f) * (1 + k % 5) * 4;
+        if (piece > size - off)
+            piece = size - off;
+        f->full = (fullness >> (k % 8)) & 1;
+        if (!f->paused && f->base.cbs && f->base.cbs->on_data) {
+            f->base.cbs->on_data(f->base.arg, &f->base, data + off, piece);
+            off += piece;
+            stalled = 0;
+        } else {
+            stalled++;
+        }
+        if (!f->full && live_fake && !f->closed)
+            nb_stream__check_drain(&f->base);
+        nb_loop_run_once(loop, 0);
+        k++;
+    }
+    for (int i = 0; i < 4; i++)
+        nb_loop_run_once(loop, 0);
+    /* Requests still owned by the handler: end them, as a handler finishing late would. */
+    for (struct hreq *h = reqs; h; h = h->next)
+        if (!h->ended) {
+            if (h->action == A_HOLD)
+                (void)http_resp_simple(h->req, 200, "text/plain", NULL, "late", 4);
+            else
+                http_resp_abort(h->req);
+            h->ended = true;
+        }
+    for (int i = 0; i < 4; i++)
+        nb_loop_run_once(loop, 0);
+    if (live_fake && !f->closed && f->base.cbs && f->base.cbs->on_eof)
+        f->base.cbs->on_eof(f->base.arg, &f->base);
+    for (int i = 0; i < 4; i++)
+        nb_loop_run_once(loop, 0);
+    http_server_free(srv);
+    for (int i = 0; i < 4; i++)
+        nb_loop_run_once(loop, 0);
+    while (reqs) {
+        struct hreq *h = reqs;
+        reqs = h->next;
+        nb_defer_cancel(loop, &h->resume);
+        free(h);
+    }
+    return 0;
+}
