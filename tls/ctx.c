@@ -49,6 +49,10 @@ static int set_policy(WOLFSSL_CTX *wctx)
     static int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1};
     if (wolfSSL_CTX_SetMinVersion(wctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_set_cipher_list(wctx, cipher_list) != WOLFSSL_SUCCESS ||
+        /* TLS 1.2's ECDHE curve: without this wolfSSL takes any curve it knows that the client
+         * offers (secp256k1, brainpool, P-521...; seen with testssl); it marks the others
+         * disabled. set_groups after it fixes the TLS 1.3 key-share order. */
+        wolfSSL_CTX_set1_curves_list(wctx, "X25519:P-256:P-384") != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_set_groups(wctx, groups, (int)(sizeof groups / sizeof groups[0])) !=
             WOLFSSL_SUCCESS)
         return NB_E_NOMEM;
