@@ -6,8 +6,12 @@
  *
  * Ownership: the stream belongs to whoever called nb_tcp_connect() or received it from a
  * listener. After close() no callback runs; the object is freed from a deferred call once the
- * fd is closed (immediately on abort, after the queue drains on a graceful close, or after
- * CLOSE_LINGER_MS at the latest).
+ * fd is closed: immediately on abort; on a graceful close once the queue is out, our FIN sent
+ * and the peer's EOF read (input meanwhile discarded), at most CLOSE_DRAIN_MS after the queue
+ * drained and CLOSE_LINGER_MS for the queue itself. The drain is the "lingering close" of
+ * nginx and Go: closing a socket with unread input makes the kernel send a reset, which also
+ * throws away what it has not delivered of our last bytes (seen: the tail of an upload lost
+ * to a TLS server's unread session ticket).
  */
 #include "platform/sock.h"
 #include "platform/bufq.h"
@@ -26,6 +30,7 @@
 #define READ_BUF        65536
 #define READS_PER_EVENT 4
 #define CLOSE_LINGER_MS 30000
+#define CLOSE_DRAIN_MS  5000
 /*
  * Writes smaller than this are queued and sent together from a deferred call after the current
  * event: a relay fed by lwIP gets one segment (~1.2 KiB) per call, dozens per event, and one
@@ -170,6 +175,21 @@ static bool ss_flush(struct sock_stream *ss)
     return true;
 }
 
+/* Closed, queue out: FIN, then read and discard until the peer's EOF (CLOSE_DRAIN_MS). */
+static void ss_drain_or_release(struct sock_stream *ss)
+{
+    if (!ss->shut_wr) {
+        shutdown(ss->fd, SHUT_WR);
+        ss->shut_wr = true;
+    }
+    if (ss->eof) {
+        ss_release(ss);
+        return;
+    }
+    nb_timer_arm(ss->base.loop, &ss->timer, CLOSE_DRAIN_MS);
+    nb_io_set(&ss->io, NB_IO_READ);
+}
+
 static void ss_on_io_inner(struct nb_io *io, uint32_t events)
 {
     struct sock_stream *ss = io->arg;
@@ -223,7 +243,7 @@ static void ss_on_io_inner(struct nb_io *io, uint32_t events)
             return;
         if (ss->closed) {
             if (ss->wq.len == 0)
-                ss_release(ss);
+                ss_drain_or_release(ss);
             return;
         }
         if (ss->wq.len < before)
@@ -305,7 +325,7 @@ static void ss_flush_deferred(struct nb_defer *d)
         return;
     if (ss->closed) {
         if (ss->wq.len == 0)
-            ss_release(ss);
+            ss_drain_or_release(ss);
         else
             ss_update_events(ss);
         return;
@@ -397,8 +417,10 @@ static void ss_linger_expired(struct nb_timer *t)
 {
     struct sock_stream *ss = t->arg;
     if (ss->closed) {
-        struct linger lg = {.l_onoff = 1, .l_linger = 0};
-        setsockopt(ss->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        if (ss->wq.len > 0) { /* the peer never took our last bytes: give up with a reset */
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(ss->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
         ss_release(ss);
     } else if (ss->connecting) {
         ss_fail(ss, "connect timed out");
@@ -412,12 +434,17 @@ static void ss_close(struct nb_stream *s, bool abort)
         return;
     ss->closed = true;
     ss->base.cbs = NULL;
-    if (abort || ss->failed || ss->wq.len == 0) {
+    if (abort || ss->failed) {
         if (abort) {
             struct linger lg = {.l_onoff = 1, .l_linger = 0};
             setsockopt(ss->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         }
         ss_release(ss);
+        return;
+    }
+    if (ss->wq.len == 0 && !ss->connecting) {
+        ss->want_shutdown = true;
+        ss_drain_or_release(ss);
         return;
     }
     /* Graceful: finish connecting if need be, flush, FIN, close; all within CLOSE_LINGER_MS

@@ -358,6 +358,74 @@ static void test_graceful_close_after_peer_eof_delivers_everything(void **state)
     nb_loop_free(loop);
 }
 
+/*
+ * Closing with unread input must not turn into a reset that throws away the tail of what we
+ * sent: the server never reads the client's bytes (paused), queues 8 MiB and closes
+ * gracefully; the client must get all of it and a clean EOF, and the server's socket goes once
+ * the client closes too (the drain after our FIN).
+ */
+static void unread_accept(void *arg, struct nb_listener *l, struct nb_stream *s)
+{
+    nb_stream_pause(s, true);
+    assert_int_equal(nb_stream_write(s, big, TOTAL * 2), NB_OK);
+    nb_stream_close(s, false);
+    *(bool *)arg = true;
+}
+
+static void test_graceful_close_with_unread_input_delivers_everything(void **state)
+{
+    bool closed = false;
+    loop = nb_loop_new();
+    big = malloc(TOTAL * 2);
+    for (size_t i = 0; i < TOTAL * 2; i++)
+        big[i] = pat(i);
+    struct sockaddr_storage ss;
+    socklen_t l;
+    struct nb_listener *lst;
+    nb_addr_parse("127.0.0.1:0", &ss, &l);
+    assert_int_equal(nb_tcp_listen(loop, (struct sockaddr *)&ss, 4, unread_accept, &closed, &lst),
+                     0);
+    lst->vt->addr(lst, &ss);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    assert_int_equal(connect(fd, (struct sockaddr *)&ss, sizeof(struct sockaddr_in)), 0);
+    static const char junk[100] = "never read by the server";
+    assert_int_equal(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
+    while (!closed)
+        nb_loop_run_once(loop, 10);
+    size_t got = 0;
+    bool eof = false, bad = false;
+    static uint8_t rb[65536];
+    uint64_t start = nb_now_ms();
+    while (!eof && nb_now_ms() - start < 20000) {
+        nb_loop_run_once(loop, 1);
+        ssize_t r = recv(fd, rb, sizeof rb, MSG_DONTWAIT);
+        if (r > 0) {
+            for (ssize_t i = 0; i < r; i++)
+                bad |= rb[i] != pat(got + (size_t)i);
+            got += (size_t)r;
+        } else if (r == 0) {
+            eof = true;
+        } else if (errno != EAGAIN) {
+            fail_msg("client: %s after %zu bytes (a reset lost the tail)", strerror(errno), got);
+        }
+    }
+    assert_true(eof);
+    assert_int_equal(got, TOTAL * 2);
+    assert_false(bad);
+    assert_int_equal(nb_tcp_streams_live(), 1); /* draining: waits for the client's FIN */
+    close(fd);
+    for (int i = 0; i < 50 && nb_tcp_streams_live() > 0; i++)
+        nb_loop_run_once(loop, 10);
+    assert_int_equal(nb_tcp_streams_live(), 0);
+    nb_listener_close(lst);
+    for (int i = 0; i < 5; i++)
+        nb_loop_run_once(loop, 5);
+    free(big);
+    nb_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +435,7 @@ int main(void)
         cmocka_unit_test(test_paused_stream_reports_reset_without_spinning),
         cmocka_unit_test(test_immediate_connect_failure_is_reported),
         cmocka_unit_test(test_graceful_close_after_peer_eof_delivers_everything),
+        cmocka_unit_test(test_graceful_close_with_unread_input_delivers_everything),
     };
     return cmocka_run_group_tests_name("platform/sock", tests, NULL, NULL);
 }
