@@ -92,7 +92,8 @@ struct h2_stream {
     size_t ml, pl, al, schl;
     char *cookie; /* cookie crumbs joined with "; " (RFC 9113 §8.2.3) */
     size_t cookie_len;
-    const char *cl; /* content-length value */
+    size_t cookie_cap; /* bytes st->cookie can hold (plus its NUL) */
+    const char *cl;    /* content-length value */
     size_t cll;
     struct nb_bufq in;  /* request body received, not delivered yet */
     struct nb_bufq out; /* response body not taken by nghttp2 yet */
@@ -351,17 +352,24 @@ static int on_header_cb(nghttp2_session *ng, const nghttp2_frame *f, const uint8
     if (cookie) {
         if (st->cookie == NULL) {
             st->cookie = v;
-            st->cookie_len = vl;
+            st->cookie_len = st->cookie_cap = vl;
             return 0;
         }
-        char *j = nb_arena_alloc(a, st->cookie_len + 2 + vl + 1);
-        if (j == NULL)
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        memcpy(j, st->cookie, st->cookie_len);
-        memcpy(j + st->cookie_len, "; ", 2);
-        memcpy(j + st->cookie_len + 2, v, vl + 1);
-        st->cookie = j;
-        st->cookie_len += 2 + vl;
+        /* Crumbs are appended into a buffer that doubles, so n crumbs cost O(total) arena
+         * bytes, not O(n^2): HPACK makes a repeated crumb about one byte on the wire. */
+        size_t need = st->cookie_len + 2 + vl;
+        if (need > st->cookie_cap) {
+            size_t cap = st->cookie_cap * 2 > need ? st->cookie_cap * 2 : need;
+            char *j = nb_arena_alloc(a, cap + 1);
+            if (j == NULL)
+                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+            memcpy(j, st->cookie, st->cookie_len);
+            st->cookie = j;
+            st->cookie_cap = cap;
+        }
+        memcpy(st->cookie + st->cookie_len, "; ", 2);
+        memcpy(st->cookie + st->cookie_len + 2, v, vl + 1);
+        st->cookie_len = need;
         return 0;
     }
     char *n = nb_arena_strndup(a, (const char *)name, nl);

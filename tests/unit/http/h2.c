@@ -244,6 +244,8 @@ static void h_drain(void *arg, struct http_req *r)
 
 static const struct http_req_cbs cbs = {h_body, h_body_end, h_drain, h_abort};
 
+static bool crumbs_ok;
+
 static void on_request(void *arg, struct http_req *r)
 {
     http_req_set_cbs(r, &cbs, NULL);
@@ -257,6 +259,16 @@ static void on_request(void *arg, struct http_req *r)
                  r->info.tls ? "tls" : "plain", r->has_body, r->body_chunked,
                  (unsigned long long)r->content_length, r->is_head, ck ? (int)ck->value_len : 0,
                  ck ? ck->value : "", http_hdrs_count(&r->hdrs, "cookie"));
+        assert_int_equal(http_resp_simple(r, 204, NULL, NULL, NULL, 0), NB_OK);
+    } else if (path_is(r, "/crumbs")) {
+        /* 300 crumbs "k0=v", "k1=v", ... arrive as one field joined with "; " in order. */
+        char want[300 * 12];
+        size_t n = 0;
+        for (int i = 0; i < 300; i++)
+            n += (size_t)snprintf(want + n, sizeof want - n, "%sk%d=v", i ? "; " : "", i);
+        const struct http_field *ck = http_hdrs_get(&r->hdrs, "cookie");
+        crumbs_ok = ck && ck->value_len == n && memcmp(ck->value, want, n) == 0 &&
+                    ck->value[n] == '\0' && http_hdrs_count(&r->hdrs, "cookie") == 1;
         assert_int_equal(http_resp_simple(r, 204, NULL, NULL, NULL, 0), NB_OK);
     } else if (path_is(r, "/echo")) {
         got_body = 0;
@@ -407,10 +419,24 @@ static void test_fields(void **state)
     pump();
     assert_int_equal(cst(sid)->status, 204);
     assert_string_equal(fields, "GET|/fields||h.test|tls|0|0|0|0||0");
+    /* Many crumbs (the joining buffer grows by doubling). */
+    static char names[300][8];
+    nghttp2_nv nv3[304] = {NV(":method", "GET"), NV(":scheme", "https"), NV(":path", "/crumbs"),
+                           NV(":authority", "h.test")};
+    for (int i = 0; i < 300; i++) {
+        int l = snprintf(names[i], sizeof names[i], "k%d=v", i);
+        nv3[4 + i] = (nghttp2_nv){(uint8_t *)"cookie", (uint8_t *)names[i], 6, (size_t)l,
+                                  NGHTTP2_NV_FLAG_NONE};
+    }
+    crumbs_ok = false;
+    sid = nghttp2_submit_request(cli, NULL, nv3, 304, NULL, NULL);
+    pump();
+    assert_int_equal(cst(sid)->status, 204);
+    assert_true(crumbs_ok);
     struct http_server_stats st;
     http_server_stats(srv, &st);
     assert_int_equal(st.h2_conns, 1);
-    assert_int_equal(st.requests, 2);
+    assert_int_equal(st.requests, 3);
     assert_int_equal(http_server_conns(srv), 1);
     stop();
 }
