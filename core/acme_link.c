@@ -14,6 +14,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ struct nb_acme_link {
     struct acme_mgr *mgr;
     struct nb_certs *certs;
     struct nb_strmap domains; /* service id -> its registered domain (malloc'd) */
+    struct nb_strmap refs;    /* domain -> how many services hold it ((void *)(uintptr_t)n) */
     nb_acme_ready_fn ready;
     void *ready_arg;
     /* --acme-addr (http-01 only) */
@@ -135,6 +137,7 @@ int nb_acme_link_new(struct nb_loop *loop, struct nb_dns *dns, const struct nb_c
     if (l == NULL)
         return NB_E_NOMEM;
     nb_strmap_init(&l->domains);
+    nb_strmap_init(&l->refs);
     l->certs = certs;
     l->ready = ready;
     l->ready_arg = ready_arg;
@@ -185,16 +188,31 @@ void nb_acme_link_free(struct nb_acme_link *l)
     while (nb_strmap_next(&l->domains, &it, &v) != NULL)
         free(v);
     nb_strmap_deinit(&l->domains);
+    nb_strmap_deinit(&l->refs);
     free(l);
 }
 
+/* Sets an existing key's count: replacing a value never allocates, so it cannot fail. */
+static void refs_replace(struct nb_acme_link *l, const char *d, uintptr_t n)
+{
+    if (nb_strmap_put(&l->refs, d, (void *)n, NULL) != NB_OK)
+        nb_warn("acme", "%s: lost its reference count", d);
+}
+
+/* Two services may name the same domain: ACME forgets it when the last one goes. */
 static void drop(struct nb_acme_link *l, const char *service_id)
 {
     char *old = nb_strmap_del(&l->domains, service_id);
-    if (old) {
+    if (old == NULL)
+        return;
+    uintptr_t n = (uintptr_t)nb_strmap_get(&l->refs, old);
+    if (n > 1) {
+        refs_replace(l, old, n - 1);
+    } else {
+        nb_strmap_del(&l->refs, old);
         acme_mgr_remove(l->mgr, old);
-        free(old);
     }
+    free(old);
 }
 
 void nb_acme_link_mapping(struct nb_acme_link *l, const struct nb_mapping *m)
@@ -215,11 +233,23 @@ void nb_acme_link_mapping(struct nb_acme_link *l, const struct nb_mapping *m)
     if (nb_certs_check_domain(l->certs, d))
         return;
     char *copy = strdup(d);
-    if (copy == NULL || nb_strmap_put(&l->domains, m->id, copy, NULL) != NB_OK) {
+    uintptr_t n = (uintptr_t)nb_strmap_get(&l->refs, d);
+    if (copy == NULL || nb_strmap_put(&l->refs, d, (void *)(n + 1), NULL) != NB_OK) {
         free(copy);
         nb_warn("acme", "%s: out of memory registering the domain", d);
         return;
     }
+    if (nb_strmap_put(&l->domains, m->id, copy, NULL) != NB_OK) {
+        if (n)
+            refs_replace(l, d, n);
+        else
+            nb_strmap_del(&l->refs, d);
+        free(copy);
+        nb_warn("acme", "%s: out of memory registering the domain", d);
+        return;
+    }
+    if (n > 0)
+        return; /* another service registered it already */
     int rc = acme_mgr_add(l->mgr, d);
     if (rc == NB_E_INVAL)
         nb_warn("acme", "%s: not a name ACME can issue for (no dot, a wildcard or too long)", d);

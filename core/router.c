@@ -454,13 +454,16 @@ static void to_tls(struct rconn *c)
     struct nb_router *r = c->r;
     nb_timer_cancel(&c->timer);
     struct nb_stream *inner = c->client;
-    if (c->addrs_set &&
-        (inner = rs_new(r->loop, c->client, NULL, 0, &c->local, &c->peer)) == NULL) {
+    /* The TLS stream takes at most TLS_HELLO_MAX bytes already read; anything the same reads
+     * brought after them (a ClientHello in two records) is replayed by the wrapper after it. */
+    size_t n = c->len > TLS_HELLO_MAX ? TLS_HELLO_MAX : c->len;
+    if ((c->addrs_set || c->len > n) &&
+        (inner = rs_new(r->loop, c->client, c->buf + n, c->len - n, c->addrs_set ? &c->local : NULL,
+                        c->addrs_set ? &c->peer : NULL)) == NULL) {
         rconn_end(c, "out of memory");
         return;
     }
     struct nb_stream *tls = NULL;
-    size_t n = c->len > TLS_HELLO_MAX ? TLS_HELLO_MAX : c->len;
     if (tls_server_wrap(r->tls, inner, c->buf, n, NB_ROUTER_HANDSHAKE_MS, &tls) != NB_OK) {
         nb_stream_close(inner, true); /* the wrapper, if any, owns the client */
         c->client = NULL;
@@ -688,6 +691,10 @@ static bool pp_step(struct rconn *c, bool final)
         break;
     }
     c->pp_pending = false;
+    /* The ClientHello peek gets its own 5 s after the header (spec §10.1 and §3.7 each give
+     * 5 s); after the deadline (final) what was read decides at once. */
+    if (!final)
+        nb_timer_arm(c->r->loop, &c->timer, NB_ROUTER_PEEK_MS);
     return true;
 }
 
