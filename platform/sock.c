@@ -175,14 +175,28 @@ static bool ss_flush(struct sock_stream *ss)
     return true;
 }
 
-/* Closed, queue out: FIN, then read and discard until the peer's EOF (CLOSE_DRAIN_MS). */
+/*
+ * Closed, queue out: FIN. Input nobody read means the peer may still be sending: discard it and
+ * wait for the peer's EOF (CLOSE_DRAIN_MS at most) so the close does not become a reset. With
+ * nothing unread the socket closes now (an idle keep-alive connection never lingers).
+ */
 static void ss_drain_or_release(struct sock_stream *ss)
 {
     if (!ss->shut_wr) {
         shutdown(ss->fd, SHUT_WR);
         ss->shut_wr = true;
     }
-    if (ss->eof) {
+    bool unread = false;
+    for (int i = 0; !ss->eof && i < 16; i++) { /* at most 1 MiB now; the rest from the loop */
+        ssize_t r = recv(ss->fd, read_buf, sizeof read_buf, MSG_DONTWAIT);
+        if (r > 0)
+            unread = true;
+        else if (r == 0)
+            ss->eof = true;
+        else
+            break;
+    }
+    if (ss->eof || !unread) {
         ss_release(ss);
         return;
     }
