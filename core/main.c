@@ -897,6 +897,9 @@ static void stop(struct app *app)
     app->trusted = NULL;
     nb_health_free(app->health);
     app->health = NULL;
+    /* Sockets still flushing or waiting for their peer's FIN after a graceful close go now. */
+    nb_tcp_close_lingering();
+    nb_loop_run_once(app->loop, 0);
     nb_dns_free(app->dns);
     nb_access_log_free(app->access_log);
     http_fwd_cfg_deinit(&app->fwd);

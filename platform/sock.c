@@ -61,9 +61,23 @@ struct sock_stream {
     bool closed;        /* owner called close() */
     bool hup;           /* hang-up without an error seen while nothing was requested */
     bool freeing;
+    /* closed but not released yet (flushing or draining): nb_tcp_close_lingering() */
+    struct sock_stream *lnext, **lprev;
 };
 
 static size_t streams_live;
+static struct sock_stream *lingering;
+
+static void linger_link(struct sock_stream *ss)
+{
+    if (ss->lprev)
+        return;
+    ss->lnext = lingering;
+    if (lingering)
+        lingering->lprev = &ss->lnext;
+    lingering = ss;
+    ss->lprev = &lingering;
+}
 static uint8_t read_buf[READ_BUF];
 
 size_t nb_tcp_streams_live(void)
@@ -88,6 +102,12 @@ static void ss_release(struct sock_stream *ss)
     if (ss->freeing)
         return;
     ss->freeing = true;
+    if (ss->lprev) {
+        *ss->lprev = ss->lnext;
+        if (ss->lnext)
+            ss->lnext->lprev = ss->lprev;
+        ss->lprev = NULL;
+    }
     nb_io_stop(&ss->io);
     nb_timer_cancel(&ss->timer);
     nb_defer_cancel(ss->base.loop, &ss->err_defer);
@@ -202,6 +222,7 @@ static void ss_drain_or_release(struct sock_stream *ss)
     }
     nb_timer_arm(ss->base.loop, &ss->timer, CLOSE_DRAIN_MS);
     nb_io_set(&ss->io, NB_IO_READ);
+    linger_link(ss);
 }
 
 static void ss_on_io_inner(struct nb_io *io, uint32_t events)
@@ -464,6 +485,7 @@ static void ss_close(struct nb_stream *s, bool abort)
     /* Graceful: finish connecting if need be, flush, FIN, close; all within CLOSE_LINGER_MS
      * (the connect timeout, if sooner, still applies while connecting). */
     ss->want_shutdown = true;
+    linger_link(ss);
     if (!ss->connecting || !nb_timer_armed(&ss->timer))
         nb_timer_arm(ss->base.loop, &ss->timer, CLOSE_LINGER_MS);
     nb_io_set(&ss->io, NB_IO_WRITE | (ss->connecting || ss->eof ? 0 : NB_IO_READ));
@@ -673,4 +695,16 @@ int nb_udp_bind(const struct sockaddr *addr)
         return -1;
     }
     return fd;
+}
+
+void nb_tcp_close_lingering(void)
+{
+    while (lingering) {
+        struct sock_stream *ss = lingering;
+        if (ss->wq.len > 0) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(ss->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        ss_release(ss); /* unlinks it */
+    }
 }

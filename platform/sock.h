@@ -27,6 +27,9 @@ int nb_tcp_connect(struct nb_loop *loop, const struct sockaddr *addr, uint32_t t
 
 /* Live host stream objects (for leak checks in tests). */
 size_t nb_tcp_streams_live(void);
+/* Releases every stream closed gracefully but still flushing its queue or waiting for the
+ * peer's FIN (the lingering close): for process exit. Their memory goes at the next loop turn. */
+void nb_tcp_close_lingering(void);
 
 /* A non-blocking, close-on-exec UDP socket bound to addr; returns fd or -1 (errno set). */
 int nb_udp_bind(const struct sockaddr *addr);
