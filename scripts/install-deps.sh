@@ -50,6 +50,7 @@ if [ $want_test = 1 ]; then
            dnsmasq-base # dnsmasq-base: the binary only, no system service (tests/unit/platform/dns.c)
            nginx        # tests/interop/http_test.sh runs its own instance (see the --bench note)
            pebble       # pebble + pebble-challtestsrv (one package): tests/interop/acme_test.sh
+           testssl.sh   # tests/interop/tls_policy_test.sh (the command is `testssl`)
            nghttp2-client python3-h2) # http2_test.sh: nghttp, h2load; protocol probes
                                       # (python3-h2 lives in Debian's /usr/bin/python3)
     # Node.js for tests/interop/node (backends and clients of http_test.sh). Debian's nodejs and
@@ -60,7 +61,8 @@ if [ $want_bench = 1 ]; then
     # nginx: the bench starts its own instances (own config, 127.0.0.1 only); where no
     # policy-rc.d stops it, Debian's package also starts the system service on port 80: stop it
     # with `systemctl disable --now nginx` (or `service nginx stop`) if you do not want it.
-    pkgs+=(nginx wrk wireguard-go wireguard-tools iproute2 iperf3 curl python3 procps util-linux)
+    pkgs+=(nginx wrk wireguard-go wireguard-tools iproute2 iperf3 curl python3 procps util-linux
+           openssl nghttp2-client) # bench/tls_bench.sh: openssl s_time, h2load
 fi
 apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 if [ $want_test = 1 ]; then
