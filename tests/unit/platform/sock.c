@@ -306,6 +306,32 @@ static void big_accept(void *arg, struct nb_listener *l, struct nb_stream *s)
     nb_stream_set_cbs(s, &big_cbs, arg);
 }
 
+/* Client side of the close tests: reads fd (running the loop) until EOF within 20 s; every
+ * byte must follow pat() and there must be exactly `want` of them (a reset fails at once). */
+static void read_pattern_to_eof(int fd, size_t want)
+{
+    size_t got = 0;
+    bool eof = false, bad = false;
+    static uint8_t rb[65536];
+    uint64_t start = nb_now_ms();
+    while (!eof && nb_now_ms() - start < 20000) {
+        nb_loop_run_once(loop, 1);
+        ssize_t r = recv(fd, rb, sizeof rb, MSG_DONTWAIT);
+        if (r > 0) {
+            for (ssize_t i = 0; i < r; i++)
+                bad |= rb[i] != pat(got + (size_t)i);
+            got += (size_t)r;
+        } else if (r == 0) {
+            eof = true;
+        } else if (errno != EAGAIN) {
+            fail_msg("client: %s after %zu bytes (a reset lost the tail)", strerror(errno), got);
+        }
+    }
+    assert_true(eof);
+    assert_int_equal(got, want);
+    assert_false(bad);
+}
+
 static void test_graceful_close_after_peer_eof_delivers_everything(void **state)
 {
     bool closed = false;
@@ -329,26 +355,7 @@ static void test_graceful_close_after_peer_eof_delivers_everything(void **state)
     shutdown(fd, SHUT_WR); /* the server closes while most of its answer is still queued */
     while (!closed)
         nb_loop_run_once(loop, 10);
-    size_t got = 0;
-    bool eof = false, bad = false;
-    static uint8_t rb[65536];
-    uint64_t start = nb_now_ms();
-    while (!eof && nb_now_ms() - start < 20000) {
-        nb_loop_run_once(loop, 1);
-        ssize_t r = recv(fd, rb, sizeof rb, MSG_DONTWAIT);
-        if (r > 0) {
-            for (ssize_t i = 0; i < r; i++)
-                bad |= rb[i] != pat(got + (size_t)i);
-            got += (size_t)r;
-        } else if (r == 0) {
-            eof = true;
-        } else if (errno != EAGAIN) {
-            fail_msg("client: %s after %zu bytes", strerror(errno), got);
-        }
-    }
-    assert_true(eof);
-    assert_int_equal(got, TOTAL * 2);
-    assert_false(bad);
+    read_pattern_to_eof(fd, TOTAL * 2);
     close(fd);
     nb_listener_close(lst);
     for (int i = 0; i < 5; i++)
@@ -394,26 +401,7 @@ static void test_graceful_close_with_unread_input_delivers_everything(void **sta
     assert_int_equal(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
     while (!closed)
         nb_loop_run_once(loop, 10);
-    size_t got = 0;
-    bool eof = false, bad = false;
-    static uint8_t rb[65536];
-    uint64_t start = nb_now_ms();
-    while (!eof && nb_now_ms() - start < 20000) {
-        nb_loop_run_once(loop, 1);
-        ssize_t r = recv(fd, rb, sizeof rb, MSG_DONTWAIT);
-        if (r > 0) {
-            for (ssize_t i = 0; i < r; i++)
-                bad |= rb[i] != pat(got + (size_t)i);
-            got += (size_t)r;
-        } else if (r == 0) {
-            eof = true;
-        } else if (errno != EAGAIN) {
-            fail_msg("client: %s after %zu bytes (a reset lost the tail)", strerror(errno), got);
-        }
-    }
-    assert_true(eof);
-    assert_int_equal(got, TOTAL * 2);
-    assert_false(bad);
+    read_pattern_to_eof(fd, TOTAL * 2);
     assert_int_equal(nb_tcp_streams_live(), 1); /* draining: waits for the client's FIN */
     close(fd);
     for (int i = 0; i < 50 && nb_tcp_streams_live() > 0; i++)
