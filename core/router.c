@@ -634,7 +634,7 @@ static bool relay_allowed(struct rconn *c, const struct nb_l4_target *t)
             nb_access_log_write(r->access_log, &e);
         }
     }
-    rconn_end(c, NULL);
+    rconn_end2(c, NULL, true); /* a FIN, as the reference's Close: nothing was relayed */
     return false;
 }
 
