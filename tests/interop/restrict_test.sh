@@ -294,5 +294,8 @@ code=$?
 expect "12. a bare address in blockedCidrs is a config error naming the mapping" "1 yes" \
     "$code $(grep -q 'accessRestrictions: 1 CIDR' "$work/nbproxy5.log" && echo yes || tail -2 "$work/nbproxy5.log")"
 
+san=$(grep -l 'AddressSanitizer\|runtime error:\|LeakSanitizer' "$work"/nbproxy*.log 2>/dev/null)
+expect "13. no sanitizer report in any nbproxy log" "" "$san"
+
 log "$pass passed, $fail failed"
 [ "$fail" = 0 ]
