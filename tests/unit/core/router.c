@@ -335,6 +335,19 @@ static void connect_to(struct client *c, uint16_t port)
                      NB_OK);
 }
 
+/* After the routers are freed: no relay left; the echo backend and the loop go. */
+static void end_relay_test(struct nb_listener *el)
+{
+    spin(50);
+    assert_int_equal(nb_relay_live(), 0);
+    nb_listener_close(el);
+    for (int i = 0; i < 8; i++)
+        if (echo_conns[i])
+            nb_stream_close(echo_conns[i], true);
+    spin(20);
+    nb_loop_free(loop);
+}
+
 static void test_route_removal_cancels_only_that_service(void **state)
 {
     loop = nb_loop_new();
@@ -392,14 +405,7 @@ static void test_route_removal_cancels_only_that_service(void **state)
     nb_stream_close(c3.s, true);
     nb_listener_close(rl);
     nb_router_free(r); /* cancels the last relay */
-    spin(50);
-    assert_int_equal(nb_relay_live(), 0);
-    nb_listener_close(el);
-    for (int i = 0; i < 8; i++)
-        if (echo_conns[i])
-            nb_stream_close(echo_conns[i], true);
-    spin(20);
-    nb_loop_free(loop);
+    end_relay_test(el);
 }
 
 static void test_relay_limit(void **state)
@@ -430,14 +436,7 @@ static void test_relay_limit(void **state)
     nb_stream_close(c2.s, true);
     nb_listener_close(rl);
     nb_router_free(r);
-    spin(50);
-    assert_int_equal(nb_relay_live(), 0);
-    nb_listener_close(el);
-    for (int i = 0; i < 8; i++)
-        if (echo_conns[i])
-            nb_stream_close(echo_conns[i], true);
-    spin(20);
-    nb_loop_free(loop);
+    end_relay_test(el);
 }
 
 /* Access restrictions on relays (spec §3.7): a denied client is closed with a FIN, nothing
@@ -493,14 +492,7 @@ static void test_relay_restrictions(void **state)
     nb_listener_close(ol);
     nb_router_free(r);
     nb_router_free(ovr);
-    spin(50);
-    assert_int_equal(nb_relay_live(), 0);
-    nb_listener_close(el);
-    for (int i = 0; i < 8; i++)
-        if (echo_conns[i])
-            nb_stream_close(echo_conns[i], true);
-    spin(20);
-    nb_loop_free(loop);
+    end_relay_test(el);
 }
 
 /* ---- the plain channel replays the peeked bytes ---- */
