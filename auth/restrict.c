@@ -233,6 +233,9 @@ int auth_restrict_new(const struct auth_restrict_spec *spec, struct auth_restric
     }
     if (n_skipped)
         *n_skipped = skipped;
+    if (cs == AUTH_CROWDSEC_ENFORCE)
+        nb_warn("restrict", "crowdsec mode enforce: this build has no CrowdSec bouncer, every "
+                            "client of the service is denied (crowdsec_unavailable)");
     *out = f;
     return NB_OK;
 }

@@ -412,9 +412,8 @@ static int host_dial(void *ctx, const struct sockaddr *dst, const struct nb_stre
 }
 
 /*
- * Geolocation (spec/proxy.md §10.2) and CrowdSec (§10.3) as far as this build has them: the
- * GeoLite2 database when the directory holds one (never downloaded: docs/configuration.md), and
- * no CrowdSec bouncer at all, so --crowdsec-* only earn a warning.
+ * Geolocation (spec/proxy.md §10.2): the GeoLite2 database when the directory holds one (never
+ * downloaded: docs/configuration.md). CrowdSec (§10.3) has no bouncer in this build.
  */
 static int geo_setup(struct app *app, const struct nb_config *cfg)
 {
@@ -429,11 +428,7 @@ static int geo_setup(struct app *app, const struct nb_config *cfg)
         nb_info("main", "geolocation: %s", auth_geo_path(app->geo));
     else
         nb_info("main", "%s: country restrictions deny every client (geo_unavailable)", err);
-    if ((cfg->crowdsec_api_url && cfg->crowdsec_api_url[0]) ||
-        (cfg->crowdsec_api_key && cfg->crowdsec_api_key[0]))
-        nb_warn("main", "--crowdsec-api-url/--crowdsec-api-key: CrowdSec is not supported yet "
-                        "(no bouncer); services in crowdsec enforce mode deny every client "
-                        "(crowdsec_unavailable), observe mode allows");
+    /* --crowdsec-*: core/config.c warns that they are accepted and ignored (no bouncer). */
     return NB_OK;
 }
 
