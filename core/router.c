@@ -106,7 +106,8 @@ struct rconn {
     size_t len, cap;
     bool pp_pending;
     enum l4_pp_policy pp_pol;
-    bool addrs_set; /* a PROXY header gave the addresses below */
+    bool addrs_set;  /* a PROXY header gave the addresses below */
+    bool client_eof; /* the client's EOF came during the peek: replayed to whoever takes it */
     struct sockaddr_storage peer, local;
     struct nb_timer timer;
     struct nb_defer defer;
@@ -185,6 +186,7 @@ struct rstream {
     bool paused;
     bool closed;
     bool has_addrs;
+    bool eof; /* the inner stream's EOF came during the peek: delivered after pre */
     struct sockaddr_storage local, peer;
     struct nb_defer d;
 };
@@ -212,6 +214,13 @@ static void rs_deliver(struct nb_defer *d)
         if (w->closed || w->paused)
             return;
     }
+    if (w->eof) {
+        /* The inner stream has nothing more to say; its EOF is ours to replay, once. */
+        w->eof = false;
+        if (w->base.cbs && w->base.cbs->on_eof)
+            w->base.cbs->on_eof(w->base.arg, &w->base);
+        return;
+    }
     nb_stream_pause(w->inner, false);
 }
 
@@ -237,7 +246,7 @@ static void rs_set_paused(struct nb_stream *s, bool p)
         return;
     }
     /* The prefix goes first, from a deferred call (never from inside the owner's call). */
-    if (w->pre)
+    if (w->pre || w->eof)
         nb_defer(s->loop, &w->d, rs_deliver, w);
     else
         nb_stream_pause(w->inner, false);
@@ -315,11 +324,11 @@ static const struct nb_stream_cbs rs_inner_cbs = {
     .on_error = rs_on_error,
 };
 
-/* Wraps a paused inner stream; pre (copied) is delivered first. NULL when out of memory (inner
- * is still the caller's). The wrapper reads (not paused) from the start, like an accepted
- * socket. */
+/* Wraps a paused inner stream; pre (copied) is delivered first, then EOF when `eof` (the inner
+ * stream already reported it). NULL when out of memory (inner is still the caller's). The
+ * wrapper reads (not paused) from the start, like an accepted socket. */
 static struct nb_stream *rs_new(struct nb_loop *loop, struct nb_stream *inner, const uint8_t *pre,
-                                size_t pre_len, const struct sockaddr_storage *local,
+                                size_t pre_len, bool eof, const struct sockaddr_storage *local,
                                 const struct sockaddr_storage *peer)
 {
     struct rstream *w = calloc(1, sizeof *w);
@@ -335,6 +344,7 @@ static struct nb_stream *rs_new(struct nb_loop *loop, struct nb_stream *inner, c
     }
     nb_stream_init(&w->base, &rs_vt, loop);
     w->inner = inner;
+    w->eof = eof;
     if (local && peer) {
         w->has_addrs = true;
         w->local = *local;
@@ -394,13 +404,13 @@ static void rconn_end(struct rconn *c, const char *why)
  * when bytes must be replayed (plain) or the addresses changed. */
 static struct nb_stream *handoff_stream(struct rconn *c, const uint8_t *pre, size_t pre_len)
 {
-    if (pre_len == 0 && !c->addrs_set) {
+    if (pre_len == 0 && !c->addrs_set && !c->client_eof) {
         /* The HTTP server expects a reading stream (as a listener hands it over). */
         nb_stream_pause(c->client, false);
         return c->client;
     }
-    return rs_new(c->r->loop, c->client, pre, pre_len, c->addrs_set ? &c->local : NULL,
-                  c->addrs_set ? &c->peer : NULL);
+    return rs_new(c->r->loop, c->client, pre, pre_len, c->client_eof,
+                  c->addrs_set ? &c->local : NULL, c->addrs_set ? &c->peer : NULL);
 }
 
 static struct http_conn_info conn_info(const struct nb_router *r, bool tls)
@@ -461,9 +471,9 @@ static void to_tls(struct rconn *c)
     /* The TLS stream takes at most TLS_HELLO_MAX bytes already read; anything the same reads
      * brought after them (a ClientHello in two records) is replayed by the wrapper after it. */
     size_t n = c->len > TLS_HELLO_MAX ? TLS_HELLO_MAX : c->len;
-    if ((c->addrs_set || c->len > n) &&
-        (inner = rs_new(r->loop, c->client, c->buf + n, c->len - n, c->addrs_set ? &c->local : NULL,
-                        c->addrs_set ? &c->peer : NULL)) == NULL) {
+    if ((c->addrs_set || c->len > n || c->client_eof) &&
+        (inner = rs_new(r->loop, c->client, c->buf + n, c->len - n, c->client_eof,
+                        c->addrs_set ? &c->local : NULL, c->addrs_set ? &c->peer : NULL)) == NULL) {
         rconn_end(c, "out of memory");
         return;
     }
@@ -555,6 +565,15 @@ static void backend_connected(void *arg, struct nb_stream *s, const char *err)
     if (c->len && nb_stream_write(c->backend, c->buf, c->len) != NB_OK) {
         rconn_end(c, "cannot replay the peeked bytes");
         return;
+    }
+    if (c->client_eof) {
+        /* The client already half-closed: the relay sees that EOF and passes it on. */
+        struct nb_stream *w = rs_new(r->loop, c->client, NULL, 0, true, NULL, NULL);
+        if (w == NULL) {
+            rconn_end(c, "out of memory");
+            return;
+        }
+        c->client = w;
     }
     struct nb_relay_opts ro = {.idle_timeout_ms = c->target->t.idle_timeout_ms};
     struct nb_stream *client = c->client, *backend = c->backend;
@@ -760,7 +779,9 @@ static void peek_step(struct rconn *c, bool final)
         return;
     if (rc != NB_OK) {
         c->r->st.peek_closed++;
-        rconn_end(c, final ? "nothing read before the peek deadline" : "peek failed");
+        rconn_end(c, !final          ? "peek failed"
+                     : c->client_eof ? "EOF before a whole TLS record header"
+                                     : "no TLS record header before the peek deadline");
         return;
     }
     route_now(c, &res);
@@ -792,8 +813,11 @@ static void peek_data(void *arg, struct nb_stream *s, const uint8_t *data, size_
 static void peek_eof(void *arg, struct nb_stream *s)
 {
     struct rconn *c = arg;
-    c->r->st.peek_closed++;
-    rconn_end(c, "EOF during the peek");
+    /* As the deadline: what was read decides (§3.7: no record header -> close; a header without
+     * its whole record -> unmatched TLS, the bytes and then the EOF replayed). */
+    c->client_eof = true;
+    nb_timer_cancel(&c->timer);
+    peek_step(c, true);
 }
 
 static void peek_error(void *arg, struct nb_stream *s, const char *err)

@@ -495,6 +495,59 @@ static void test_relay_restrictions(void **state)
     end_relay_test(el);
 }
 
+/* §3.7 "peek errors": EOF after a record header but before its payload is an unmatched TLS
+ * connection (here: the fallback relay gets the bytes, then the EOF); EOF before a whole header
+ * closes without a route. */
+static void test_eof_during_peek(void **state)
+{
+    loop = nb_loop_new();
+    memset(echo_conns, 0, sizeof echo_conns);
+    struct nb_listener *el, *rl;
+    uint16_t eport = listen_any(echo_accept, NULL, &el);
+    struct nb_router_opts o = {.name = "port", .dialer = dialer};
+    struct nb_router *r = nb_router_new(loop, &o);
+    struct nb_l4_target t1 = target("svc-one", eport), fb = target("svc-fb", eport);
+    assert_int_equal(nb_router_add_tls(r, "one.test", &t1), NB_OK);
+    assert_int_equal(nb_router_set_fallback(r, &fb), NB_OK);
+    uint16_t rport = listen_any(nb_router_accept_cb, r, &rl);
+
+    /* a header announcing 100 bytes, 10 of them, then the client's FIN */
+    static const uint8_t part[15] = {22, 3, 1, 0, 100, 1, 0, 0, 96, 3, 3, 7, 7, 7, 7};
+    struct client c1, c2;
+    connect_to(&c1, rport);
+    connect_to(&c2, rport);
+    nb_stream_write(c1.s, part, sizeof part);
+    nb_stream_shutdown(c1.s);
+    nb_stream_write(c2.s, part, 3); /* not even a record header */
+    nb_stream_shutdown(c2.s);
+    spin_until(ended, &c1, 3000);
+    spin_until(ended, &c2, 3000);
+    /* replayed to the fallback backend, which echoed it and passed the EOF back */
+    assert_null(c1.err);
+    assert_true(c1.eof);
+    assert_int_equal(c1.n, sizeof part);
+    assert_memory_equal(c1.rx, part, sizeof part);
+    assert_true(ended(&c2));
+    assert_int_equal(c2.n, 0);
+    struct nb_router_stats st;
+    nb_router_stats(r, &st);
+    assert_int_equal(st.relays_total, 1);
+    assert_int_equal(st.peek_closed, 1);
+
+    nb_stream_close(c1.s, true);
+    nb_stream_close(c2.s, true);
+    nb_listener_close(rl);
+    nb_router_free(r);
+    spin(50);
+    assert_int_equal(nb_relay_live(), 0);
+    nb_listener_close(el);
+    for (int i = 0; i < 8; i++)
+        if (echo_conns[i])
+            nb_stream_close(echo_conns[i], true);
+    spin(20);
+    nb_loop_free(loop);
+}
+
 /* ---- the plain channel replays the peeked bytes ---- */
 
 static void on_request(void *arg, struct http_req *req)
@@ -551,6 +604,7 @@ int main(void)
         cmocka_unit_test(test_route_removal_cancels_only_that_service),
         cmocka_unit_test(test_relay_limit),
         cmocka_unit_test(test_relay_restrictions),
+        cmocka_unit_test(test_eof_during_peek),
         cmocka_unit_test(test_plain_channel_replays),
     };
     return cmocka_run_group_tests_name("core/router", tests, NULL, NULL);

@@ -142,7 +142,7 @@ static void s_connect(void *arg, struct nb_stream *s, const char *err)
         return;
     }
     c->connected = true;
-    struct tls_info in;
+    struct tls_info in = {0};
     assert_int_equal(tls_stream_info(s, &in), NB_OK);
     snprintf(c->alpn, sizeof c->alpn, "%s", in.alpn);
     snprintf(c->sni, sizeof c->sni, "%s", in.sni);
@@ -962,7 +962,7 @@ static void test_client_alpn(void **state)
     pid_t pid = s_server(&sp, "-cert localhost.pem -key localhost.key -alpn h2");
     client_connect(ctx, sp, "localhost", false, "h2");
     assert_null(cc.err);
-    struct tls_info in;
+    struct tls_info in = {0};
     assert_int_equal(tls_stream_info(cc.s, &in), NB_OK);
     assert_string_equal(in.alpn, "h2");
     assert_string_equal(in.sni, "localhost");
