@@ -42,6 +42,7 @@ struct nb_router;
 struct tls_ctx;
 struct http_server;
 struct nb_access_log;
+struct nb_tcp_metrics;
 
 /* Header read and ClientHello peek deadline (§3.7, §10.1). */
 #define NB_ROUTER_PEEK_MS 5000u
@@ -84,6 +85,8 @@ struct nb_router_opts {
     struct nb_access_log *access_log;
     nb_router_dialer_fn dialer;
     void *dialer_arg;
+    /* Per-account relay counters, lifetimes and bytes (a reference is taken), NULL = none. */
+    struct nb_tcp_metrics *tcp_metrics;
 };
 
 struct nb_router *nb_router_new(struct nb_loop *loop, const struct nb_router_opts *o);
