@@ -87,7 +87,8 @@ static const struct opt opts[] = {
     {"max-session-idle-timeout", "NB_PROXY_MAX_SESSION_IDLE_TIMEOUT", T_DUR,
      O(max_session_idle_timeout_ms), "0", true, "cap for L4 idle timeouts"},
     {"geo-data-dir", "NB_PROXY_GEO_DATA_DIR", T_STR, O(geo_data_dir),
-     "/var/lib/netbird/geolocation", false, "GeoLite2 directory"},
+     "/var/lib/netbird/geolocation", true,
+     "GeoLite2 directory: the last GeoLite2-City_*.mmdb in it (never downloaded)"},
     {"crowdsec-api-url", "NB_PROXY_CROWDSEC_API_URL", T_STR, O(crowdsec_api_url), "", false,
      "CrowdSec LAPI URL"},
     {"crowdsec-api-key", "NB_PROXY_CROWDSEC_API_KEY", T_STR, O(crowdsec_api_key), "", false,
@@ -128,7 +129,7 @@ static const struct opt env_opts[] = {
     {NULL, "NB_PROXY_MAX_BATCH_SIZE", T_U32, O(max_batch_size), "0", false, NULL},
     {NULL, "NB_PROXY_TUNNEL_CACHE_TTL", T_DUR, O(tunnel_cache_ttl_ms), "300s", false, NULL},
     {NULL, "NB_PROXY_CLIENT_LOG_LEVEL", T_STR, O(client_log_level), "warn", false, NULL},
-    {NULL, "NB_PROXY_DISABLE_GEOLOCATION", T_BOOL, O(disable_geolocation), "false", false, NULL},
+    {NULL, "NB_PROXY_DISABLE_GEOLOCATION", T_BOOL, O(disable_geolocation), "false", true, NULL},
 };
 
 /* Env knobs whose bad value stops start-up instead of being ignored (spec/proxy.md §1.3). */

@@ -4,6 +4,7 @@
  * accounts (one WireGuard tunnel + netstack each), mappings through nb_proxy_apply(), then the
  * event loop until SIGINT/SIGTERM, followed by a bounded graceful stop.
  */
+#include "auth/geo.h"
 #include "core/account.h"
 #include "core/acme_link.h"
 #include "core/certs.h"
@@ -81,6 +82,8 @@ struct app {
     struct nb_router *main_router;
     struct nb_listener *main_lst;
     struct l4_prefix *trusted; /* --trusted-proxies, for PROXY protocol */
+    struct auth_geo *geo;      /* --geo-data-dir's GeoLite2 database, or NULL */
+    struct auth_geo_ops geo_ops;
     size_t n_trusted;
     struct http_listener_ctx demo_ctx;
     struct nb_health *health; /* --health-addr */
@@ -238,6 +241,22 @@ static void udp_metrics(struct nb_prom *p, const struct nb_udp_stats *u)
             (double)u->dropped_bytes);
 }
 
+/* Clients refused by a mapping's access restrictions, by verdict and protocol (auth/). */
+static void restriction_metrics(struct nb_prom *p)
+{
+    nb_prom_family(p, "nbproxy_access_denied_total", "counter",
+                   "Requests, connections and UDP sessions refused by access restrictions.");
+    for (int v = AUTH_DENY_IP; v < AUTH_VERDICT_COUNT; v++)
+        for (int pr = 0; pr < AUTH_PROTO_COUNT; pr++) {
+            uint64_t n = auth_restrict_denials((enum auth_verdict)v, (enum auth_proto)pr);
+            if (n == 0)
+                continue;
+            const char *l[] = {"verdict", auth_verdict_name((enum auth_verdict)v), "protocol",
+                               auth_proto_name((enum auth_proto)pr), NULL};
+            nb_prom_sample(p, "nbproxy_access_denied_total", l, (double)n);
+        }
+}
+
 static void process_metrics(struct app *app, struct nb_prom *p)
 {
     long pages = 0, rss = 0;
@@ -346,6 +365,7 @@ static void app_metrics(void *arg, struct nb_prom *p)
                        "milliseconds (certificates issued by an order only).");
         nb_prom_histogram(p, "proxy_certificate_issue_duration_ms", NULL, &as.issue_ms);
     }
+    restriction_metrics(p);
     if (app->mgmt) {
         struct mgmt_stats ms;
         mgmt_stats(app->mgmt, &ms);
@@ -407,6 +427,27 @@ static int host_dial(void *ctx, const struct sockaddr *dst, const struct nb_stre
 }
 
 /*
+ * Geolocation (spec/proxy.md §10.2): the GeoLite2 database when the directory holds one (never
+ * downloaded: docs/configuration.md). CrowdSec (§10.3) has no bouncer in this build.
+ */
+static int geo_setup(struct app *app, const struct nb_config *cfg)
+{
+    char err[512] = "";
+    int rc = auth_geo_open(cfg->geo_data_dir, cfg->disable_geolocation, &app->geo, err, sizeof err);
+    if (rc != NB_OK) {
+        nb_error("main", "%s", err[0] ? err : nb_strerror(rc));
+        return rc;
+    }
+    app->geo_ops = auth_geo_ops(app->geo);
+    if (app->geo)
+        nb_info("main", "geolocation: %s", auth_geo_path(app->geo));
+    else
+        nb_info("main", "%s: country restrictions deny every client (geo_unavailable)", err);
+    /* --crowdsec-*: core/config.c warns that they are accepted and ignored (no bouncer). */
+    return NB_OK;
+}
+
+/*
  * The HTTP engine shared by every listener: forwarding rules, access log, resolver, upstream
  * pool, the proxy handler. Built before the mappings are applied (they land in its routes).
  */
@@ -422,7 +463,10 @@ static int http_setup(struct app *app, const struct nb_config *cfg)
         nb_error("main", "--forwarded-proto must be auto, http or https");
         return NB_E_INVAL;
     }
-    int rc = nb_access_log_new(app->loop, cfg->access_log, &app->access_log);
+    int rc = geo_setup(app, cfg);
+    if (rc != NB_OK)
+        return rc;
+    rc = nb_access_log_new(app->loop, cfg->access_log, &app->access_log);
     if (rc != NB_OK) {
         nb_error("main", "--access-log %s: %s", cfg->access_log,
                  rc == NB_E_IO ? strerror(errno) : nb_strerror(rc));
@@ -452,6 +496,7 @@ static int http_setup(struct app *app, const struct nb_config *cfg)
         .dns = app->dns,
         .host = &app->host_dialer,
         .max_dial_timeout_ms = cfg->max_dial_timeout_ms,
+        .geo = &app->geo_ops,
     };
     if (app->client == NULL || (app->http = http_proxy_new(app->loop, &ho)) == NULL)
         return NB_E_NOMEM;
@@ -517,6 +562,7 @@ static int http_listen_private(struct app *app, const struct nb_standalone *sa)
             .overlay = true,
             .scope = sa->accounts[i].id,
             .access_log = app->access_log,
+            .geo = &app->geo_ops,
             .dialer = nb_proxy_dialer,
             .dialer_arg = app->proxy,
         };
@@ -695,6 +741,7 @@ static int tls_listen_main(struct app *app, const struct nb_config *cfg)
         .trusted = app->trusted,
         .n_trusted = app->n_trusted,
         .access_log = app->access_log,
+        .geo = &app->geo_ops,
         .dialer = nb_proxy_dialer,
         .dialer_arg = app->proxy,
         .tcp_metrics = app->tcpm,
@@ -773,8 +820,9 @@ static int start_mgmt(struct app *app, const struct nb_config *cfg, const char *
         .address = cfg->domain,
         .supports_custom_ports = cfg->supports_custom_ports,
         .require_subdomain = cfg->require_subdomain,
-        .supports_crowdsec = cfg->crowdsec_api_url && cfg->crowdsec_api_url[0] &&
-                             cfg->crowdsec_api_key && cfg->crowdsec_api_key[0],
+        /* No CrowdSec bouncer is built: claiming the capability would let management send
+         * crowdsec modes this proxy cannot honour (docs/management.md). */
+        .supports_crowdsec = false,
         .private_mode = cfg->private_mode,
         .batch_watchdog_ms = cfg->batch_watchdog_ms,
         .dns = app->dns,
@@ -922,6 +970,9 @@ static void stop(struct app *app)
     /* Routers and relay targets hold their own references: this is the app's. */
     nb_tcp_metrics_unref(app->tcpm);
     app->tcpm = NULL;
+    auth_geo_free(app->geo);
+    app->geo = NULL;
+    app->geo_ops = auth_geo_ops(NULL);
 }
 
 static int run_demo_backend(struct app *app, struct nb_standalone *sa)
@@ -1098,6 +1149,7 @@ int main(int argc, char **argv)
         .listen_host = demo ? "127.0.0.1" : NULL,
         .http = app.http,
         .access_log = app.access_log,
+        .geo = &app.geo_ops,
         .accounts_later = mgmt_mode,
     };
     if ((app.tcpm = po.tcp_metrics = nb_tcp_metrics_new()) == NULL ||

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include "core/mapping.h"
+#include "auth/restrict.h"
 
 #include <sodium.h>
 #include <stdlib.h>
@@ -47,5 +48,6 @@ void nb_mapping_free(struct nb_mapping *m)
     free(m->account_id);
     free(m->domain);
     free(m->mode);
+    auth_restrict_unref(m->restrictions);
     memset(m, 0, sizeof *m);
 }

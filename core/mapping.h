@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct auth_restrict;
+
 enum nb_update_type {
     NB_UPDATE_CREATED = 0,
     NB_UPDATE_MODIFIED = 1,
@@ -76,6 +78,9 @@ struct nb_mapping {
     bool rewrite_redirects;
     char *mode; /* "", "http", "tcp", "udp", "tls" */
     int32_t listen_port;
+    /* access_restrictions, compiled (auth/restrict.h); one reference owned by the mapping,
+     * NULL = none configured (everyone allowed). */
+    struct auth_restrict *restrictions;
     bool private_service;
 };
 

@@ -172,6 +172,7 @@ static void add_stats(struct nb_router_stats *a, const struct nb_router_stats *b
     a->dial_failures += b->dial_failures;
     a->peek_closed += b->peek_closed;
     a->pp_rejected += b->pp_rejected;
+    a->restricted += b->restricted;
 }
 
 /* The router for an L4 listen port, creating the per-port listener on demand. */
@@ -204,6 +205,7 @@ static int router_for(struct nb_proxy *p, int32_t port, struct nb_router **out, 
         .n_trusted = p->opts.n_trusted,
         .max_relays = p->opts.max_relays_per_router,
         .access_log = p->opts.access_log,
+        .geo = p->opts.geo,
         .dialer = nb_proxy_dialer,
         .dialer_arg = p,
         .tcp_metrics = p->opts.tcp_metrics,
@@ -374,6 +376,7 @@ static int setup_l4(struct nb_proxy *p, const struct nb_mapping *m, enum nb_mapp
             (uint32_t)clamp_ms(o->session_idle_timeout_ms, p->opts.max_session_idle_timeout_ms, 0),
         .proxy_protocol = o->proxy_protocol,
         .direct = o->direct_upstream,
+        .restrictions = m->restrictions,
     };
     socklen_t tl;
     if (nb_addr_parse(m->paths[0].target, &t.target, &tl) != NB_OK)
@@ -473,6 +476,8 @@ static int setup_udp(struct nb_proxy *p, const struct nb_mapping *m, char *err, 
         .dialer = &a->udp,
         .idle_timeout_ms = svc->idle_timeout_ms,
         .access_log = p->opts.access_log,
+        .restrictions = m->restrictions,
+        .geo = p->opts.geo,
         .stats = &p->st.udp,
     };
     char rerr[256] = "";

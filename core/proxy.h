@@ -32,6 +32,8 @@ struct http_proxy;
 struct nb_access_log;
 struct nb_tcp_metrics;
 
+struct auth_geo_ops;
+
 struct nb_proxy_opts {
     uint64_t max_dial_timeout_ms;         /* --max-dial-timeout, 0 = none */
     uint64_t max_session_idle_timeout_ms; /* --max-session-idle-timeout, 0 = none */
@@ -40,6 +42,7 @@ struct nb_proxy_opts {
     const char *listen_host;              /* host part for per-port listeners, NULL = any */
     struct http_proxy *http;              /* HTTP routes go here; NULL = HTTP mode refused */
     struct nb_access_log *access_log;     /* L4 session records (spec/proxy.md §8.3), or NULL */
+    const struct auth_geo_ops *geo; /* country lookups for L4 restrictions (borrowed), or NULL */
     /* Management mode: a service may name an account whose tunnel does not exist (yet); its
      * connections fail their dial until it does (spec/proxy.md §3.5: ACTIVE before the tunnel
      * is up). Standalone: an unknown account is a configuration error. */

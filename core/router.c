@@ -17,6 +17,7 @@
  * after the route is gone.
  */
 #include "core/router.h"
+#include "auth/restrict.h"
 #include "core/tcp_metrics.h"
 #include "http/accesslog.h"
 #include "http/server.h"
@@ -57,6 +58,7 @@ static void l4t_unref(struct l4t *x)
     free((char *)x->t.account_id);
     free((char *)x->t.domain);
     free((char *)x->t.protocol);
+    auth_restrict_unref(x->t.restrictions);
     nb_tcp_acct_release(x->acct);
     free(x);
 }
@@ -72,6 +74,7 @@ static struct l4t *l4t_new(struct nb_tcp_metrics *m, const struct nb_l4_target *
     x->t.account_id = strdup(t->account_id ? t->account_id : "");
     x->t.domain = dup_or_null(t->domain);
     x->t.protocol = strdup(t->protocol ? t->protocol : "tcp");
+    x->t.restrictions = auth_restrict_ref(t->restrictions);
     if (x->t.account_id)
         x->acct = nb_tcp_acct_hold(m, x->t.account_id);
     if (x->t.service_id == NULL || x->t.account_id == NULL || x->t.protocol == NULL ||
@@ -128,6 +131,7 @@ struct nb_router {
     size_t n_trusted;
     uint32_t max_relays;
     struct nb_access_log *access_log;
+    const struct auth_geo_ops *geo;
     nb_router_dialer_fn dialer;
     void *dialer_arg;
     struct nb_strmap sni;  /* lower-cased name -> struct route list */
@@ -636,12 +640,55 @@ static const struct nb_stream_cbs waiting_client_cbs = {
     .on_error = client_wait_error,
 };
 
+/*
+ * The target's access restrictions on the client address. false: denied, the connection was
+ * ended (nothing dialled, no byte relayed) and the deny logged.
+ */
+static bool relay_allowed(struct rconn *c, const struct nb_l4_target *t)
+{
+    struct nb_router *r = c->r;
+    struct auth_ip ip;
+    bool have_ip = auth_ip_from_sockaddr((struct sockaddr *)&c->peer, &ip);
+    enum auth_verdict v =
+        auth_restrict_check(t->restrictions, have_ip ? &ip : NULL, r->overlay, r->geo);
+    if (v == AUTH_ALLOW)
+        return true;
+    r->st.restricted++;
+    auth_restrict_count_deny(v, strcmp(t->protocol, "tls") == 0 ? AUTH_PROTO_TLS : AUTH_PROTO_TCP);
+    uint64_t suppressed = 0;
+    if (auth_restrict_log_deny(t->restrictions, v, nb_loop_now_ms(r->loop), &suppressed)) {
+        char ipbuf[NB_ADDRSTRLEN] = "";
+        if (have_ip)
+            auth_ip_str(&ip, ipbuf, sizeof ipbuf);
+        nb_info("router", "%s: service %s: %s denied: %s%s", r->name, t->service_id,
+                ipbuf[0] ? ipbuf : "(unknown address)", auth_verdict_name(v),
+                suppressed ? " (more denials suppressed in the last 10 s)" : "");
+        if (r->access_log) {
+            struct nb_access_log_entry e = {
+                .account_id = t->account_id,
+                .service_id = t->service_id,
+                .host = t->domain,
+                .source_ip = ipbuf,
+                .auth_mechanism = auth_verdict_name(v),
+                .protocol = t->protocol,
+            };
+            nb_access_log_write(r->access_log, &e);
+        }
+    }
+    rconn_end2(c, NULL, true); /* a FIN, as the reference's Close: nothing was relayed */
+    return false;
+}
+
 static void to_relay(struct rconn *c, const struct nb_l4_target *t)
 {
     struct nb_router *r = c->r;
     nb_timer_cancel(&c->timer);
     /* t points into a struct l4t owned by the route table */
     struct l4t *x = (struct l4t *)((char *)t - offsetof(struct l4t, t));
+    if (!c->addrs_set)
+        (void)nb_stream_addrs(c->client, &c->local, &c->peer);
+    if (t->restrictions && !relay_allowed(c, t))
+        return;
     if (r->draining || r->st.relays_active >= r->max_relays) {
         r->st.relays_rejected++;
         if (x->acct)
@@ -657,8 +704,6 @@ static void to_relay(struct rconn *c, const struct nb_l4_target *t)
     r->st.relays_total++;
     if (x->acct)
         x->acct->active++;
-    if (!c->addrs_set)
-        (void)nb_stream_addrs(c->client, &c->local, &c->peer);
     nb_stream_set_cbs(c->client, &waiting_client_cbs, c);
     nb_stream_pause(c->client, true);
     struct nb_dialer d;
@@ -895,6 +940,7 @@ struct nb_router *nb_router_new(struct nb_loop *loop, const struct nb_router_opt
     r->proxy_protocol = o->proxy_protocol;
     r->max_relays = o->max_relays ? o->max_relays : NB_ROUTER_MAX_RELAYS;
     r->access_log = o->access_log;
+    r->geo = o->geo;
     r->dialer = o->dialer;
     r->dialer_arg = o->dialer_arg;
     r->tcpm = nb_tcp_metrics_ref(o->tcp_metrics);

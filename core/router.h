@@ -17,6 +17,11 @@
  *      l4_sni_peek() decides; nb_router_decide() (pure) picks the destination; every byte read
  *      is replayed to it.
  *
+ * Relays check the target's access restrictions first (spec §3.7, §4.6) on the client address
+ * (the PROXY header's source when one applied); overlay routers check CIDR rules only. A deny
+ * closes the client without dialling and writes an L4 access-log record with the verdict as
+ * auth_mechanism and no bytes, at most one per (service, verdict) every 10 s (spec §8.3).
+ *
  * Destinations: TLS HTTP channel (the TLS server: handshake with the certificate store, then
  * nb_router's single dispatch point hands the decrypted stream to the HTTP server with
  * info.tls = true), plain HTTP channel (inbound routers: non-TLS connections), a relay to a
@@ -42,6 +47,8 @@ struct nb_router;
 struct tls_ctx;
 struct http_server;
 struct nb_access_log;
+struct auth_restrict;
+struct auth_geo_ops;
 struct nb_tcp_metrics;
 
 /* Header read and ClientHello peek deadline (§3.7, §10.1). */
@@ -64,6 +71,10 @@ struct nb_l4_target {
     uint32_t idle_timeout_ms; /* 0 = relay default (5 min) */
     bool proxy_protocol;      /* write a PROXY v2 header to the backend first (§10.1) */
     bool direct;              /* dial on the host network (directUpstream), not the tunnel */
+    /* access_restrictions of the mapping (auth/restrict.h; the router takes its own
+     * reference), NULL = none. Checked on the client address (after PROXY protocol) before
+     * anything is dialled. */
+    struct auth_restrict *restrictions;
 };
 
 /* How a router finds the dialer of an account when it dials (the tunnel may come later). */
@@ -83,6 +94,7 @@ struct nb_router_opts {
     size_t n_trusted;
     uint32_t max_relays; /* 0 = NB_ROUTER_MAX_RELAYS */
     struct nb_access_log *access_log;
+    const struct auth_geo_ops *geo; /* country lookups for restricted targets (borrowed), or NULL */
     nb_router_dialer_fn dialer;
     void *dialer_arg;
     /* Per-account relay counters, lifetimes and bytes (a reference is taken), NULL = none. */
@@ -138,6 +150,7 @@ struct nb_router_stats {
     uint64_t relays_active;
     uint64_t relays_total;
     uint64_t relays_rejected; /* over max_relays or draining */
+    uint64_t restricted;      /* closed by the target's access restrictions (not dialled) */
     uint64_t dial_failures;
     uint64_t peek_closed;  /* closed before a decision (deadline, EOF, no destination) */
     uint64_t pp_rejected;  /* PROXY header missing, malformed or refused */

@@ -6,6 +6,7 @@
  */
 #include "core/standalone.h"
 #include "core/config.h"
+#include "auth/restrict.h"
 #include "http/route.h"
 #include "platform/addr.h"
 #include "platform/err.h"
@@ -627,6 +628,95 @@ static int parse_options(const cJSON *o, const char *where, struct nb_target_opt
     return NB_OK;
 }
 
+/* A list of strings as borrowed pointers into the JSON (valid while the document lives). */
+static int get_str_list(const cJSON *obj, const char *camel, const char *snake, const char *where,
+                        const char ***out, size_t *n, struct perr *e)
+{
+    const cJSON *v = field(obj, camel, snake);
+    *out = NULL;
+    *n = 0;
+    if (v == NULL || cJSON_IsNull(v))
+        return NB_OK;
+    if (!cJSON_IsArray(v))
+        return fail(e, "%s.%s: must be a list of strings", where, camel);
+    int count = cJSON_GetArraySize(v);
+    *out = calloc((size_t)(count ? count : 1), sizeof **out);
+    if (*out == NULL)
+        return NB_E_NOMEM;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v)
+    {
+        if (!cJSON_IsString(it))
+            return fail(e, "%s.%s[%zu]: must be a string", where, camel, *n);
+        (*out)[(*n)++] = it->valuestring;
+    }
+    return NB_OK;
+}
+
+/*
+ * accessRestrictions (ProxyMapping.access_restrictions, spec/proxy.md §4.6), compiled by
+ * auth/restrict.h. Stricter than the management path, which skips an invalid CIDR with a
+ * warning: in a file the operator edits, a CIDR that would be skipped is an error.
+ */
+static int parse_restrictions(const cJSON *o, const char *where, struct nb_mapping *map,
+                              struct perr *e)
+{
+    static const char *const keys[] = {"allowedCidrs",
+                                       "allowed_cidrs",
+                                       "blockedCidrs",
+                                       "blocked_cidrs",
+                                       "allowedCountries",
+                                       "allowed_countries",
+                                       "blockedCountries",
+                                       "blocked_countries",
+                                       "crowdsecMode",
+                                       "crowdsec_mode",
+                                       NULL};
+    const char **lists[4] = {NULL, NULL, NULL, NULL};
+    size_t n[4] = {0, 0, 0, 0};
+    char *mode = NULL;
+    int rc;
+    if (!cJSON_IsObject(o))
+        return fail(e, "%s: must be an object", where);
+    if ((rc = check_keys(o, keys, where, e)) ||
+        (rc = get_str_list(o, "allowedCidrs", "allowed_cidrs", where, &lists[0], &n[0], e)) ||
+        (rc = get_str_list(o, "blockedCidrs", "blocked_cidrs", where, &lists[1], &n[1], e)) ||
+        (rc = get_str_list(o, "allowedCountries", "allowed_countries", where, &lists[2], &n[2],
+                           e)) ||
+        (rc = get_str_list(o, "blockedCountries", "blocked_countries", where, &lists[3], &n[3],
+                           e)) ||
+        (rc = get_str(o, "crowdsecMode", "crowdsec_mode", where, false, &mode, e)))
+        goto out;
+    if (mode && mode[0] && strcmp(mode, "off") != 0 && strcmp(mode, "enforce") != 0 &&
+        strcmp(mode, "observe") != 0) {
+        rc = fail(e, "%s.crowdsecMode: must be \"\", off, enforce or observe", where);
+        goto out;
+    }
+    struct auth_restrict_spec spec = {
+        .allowed_cidrs = lists[0],
+        .n_allowed_cidrs = n[0],
+        .blocked_cidrs = lists[1],
+        .n_blocked_cidrs = n[1],
+        .allowed_countries = lists[2],
+        .n_allowed_countries = n[2],
+        .blocked_countries = lists[3],
+        .n_blocked_countries = n[3],
+        .crowdsec_mode = mode,
+    };
+    size_t skipped = 0;
+    if ((rc = auth_restrict_new(&spec, &map->restrictions, &skipped)) != NB_OK)
+        goto out;
+    if (skipped) {
+        rc = fail(e, "%s: %zu CIDR(s) are not IP prefixes (a.b.c.d/n or v6/n)", where, skipped);
+        goto out;
+    }
+out:
+    for (int i = 0; i < 4; i++)
+        free(lists[i]);
+    free(mode);
+    return rc;
+}
+
 static int parse_mapping(const cJSON *m, const char *where, struct nb_mapping *map, struct perr *e)
 {
     static const char *const keys[] = {"type",
@@ -644,6 +734,8 @@ static int parse_mapping(const cJSON *m, const char *where, struct nb_mapping *m
                                        "listenPort",
                                        "listen_port",
                                        "private",
+                                       "accessRestrictions",
+                                       "access_restrictions",
                                        NULL};
     int rc;
     long port = 0;
@@ -665,6 +757,13 @@ static int parse_mapping(const cJSON *m, const char *where, struct nb_mapping *m
         return fail(e, "%s.id: must not be empty", where);
     map->type = NB_UPDATE_CREATED;
     map->listen_port = (int32_t)port;
+    const cJSON *ar = field(m, "accessRestrictions", "access_restrictions");
+    if (ar && !cJSON_IsNull(ar)) {
+        char aw[160];
+        snprintf(aw, sizeof aw, "%.128s.accessRestrictions", where);
+        if ((rc = parse_restrictions(ar, aw, map, e)))
+            return rc;
+    }
     const cJSON *paths = field(m, "path", "paths");
     if (paths && !cJSON_IsNull(paths)) {
         if (!cJSON_IsArray(paths))

@@ -9,6 +9,7 @@
  * it ends. A session may end inside its own flow's on_recv (a failed write to the client): the
  * flow's close is allowed there, and nothing touches the session after session_end().
  */
+#include "auth/restrict.h"
 #include "core/udp_relay.h"
 #include "http/accesslog.h"
 #include "platform/addr.h"
@@ -53,6 +54,8 @@ struct nb_udp_relay {
     struct session *oldest, *newest;
     uint32_t n;
     struct nb_access_log *log;
+    struct auth_restrict *restrictions;
+    const struct auth_geo_ops *geo;
     struct nb_udp_stats own, *st;
     uint64_t (*now_fn)(void *ctx);
     void *now_ctx;
@@ -260,9 +263,44 @@ static void backend_recv(void *arg, const uint8_t *data, size_t len)
     touch(r, s, now_ms(r));
 }
 
+/* The access restrictions on a new client; false: denied (the caller drops the datagram). */
+static bool client_allowed(struct nb_udp_relay *r, const struct sockaddr *from, uint64_t now)
+{
+    struct auth_ip ip;
+    bool have_ip = auth_ip_from_sockaddr(from, &ip);
+    enum auth_verdict v = auth_restrict_check(r->restrictions, have_ip ? &ip : NULL, false, r->geo);
+    if (v == AUTH_ALLOW)
+        return true;
+    r->st->restricted++;
+    auth_restrict_count_deny(v, AUTH_PROTO_UDP);
+    uint64_t suppressed = 0;
+    if (auth_restrict_log_deny(r->restrictions, v, now, &suppressed)) {
+        char ipbuf[NB_ADDRSTRLEN];
+        client_ip(from, ipbuf);
+        nb_info("udp", "service %s: %s denied: %s%s", r->service_id, ipbuf, auth_verdict_name(v),
+                suppressed ? " (more denials suppressed in the last 10 s)" : "");
+        if (r->log) {
+            struct nb_access_log_entry e = {
+                .account_id = r->account_id,
+                .service_id = r->service_id,
+                .host = r->host,
+                .source_ip = ipbuf,
+                .auth_mechanism = auth_verdict_name(v),
+                .protocol = "udp",
+            };
+            nb_access_log_write(r->log, &e);
+        }
+    }
+    return false;
+}
+
 static struct session *session_new(struct nb_udp_relay *r, const struct sockaddr *from,
                                    socklen_t fromlen, uint32_t bucket, uint64_t now, size_t len)
 {
+    if (r->restrictions && !client_allowed(r, from, now)) {
+        drop(r, len);
+        return NULL;
+    }
     if (r->n >= r->max_sessions) {
         r->st->rejected_limit++;
         drop(r, len);
@@ -384,6 +422,8 @@ int nb_udp_relay_new(struct nb_loop *loop, const struct nb_udp_relay_opts *o,
     r->fd = -1;
     r->st = o->stats ? o->stats : &r->own;
     r->log = o->access_log;
+    r->restrictions = auth_restrict_ref(o->restrictions);
+    r->geo = o->geo;
     r->dialer = *o->dialer;
     r->now_fn = o->now_ms;
     r->now_ctx = o->now_ctx;
@@ -426,6 +466,7 @@ fail:
     free(r->service_id);
     free(r->account_id);
     free(r->host);
+    auth_restrict_unref(r->restrictions);
     free(r);
     return rc;
 }
@@ -443,6 +484,7 @@ void nb_udp_relay_close(struct nb_udp_relay *r)
     free(r->service_id);
     free(r->account_id);
     free(r->host);
+    auth_restrict_unref(r->restrictions);
     free(r);
 }
 

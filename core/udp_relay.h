@@ -9,12 +9,14 @@
  * go to the session's flow; the backend's datagrams go back to the client from the public
  * socket.
  *
- * New sessions: session limit (1024) -> refused; creation rate limit (token
- * bucket, 50/s, burst 100, on the loop clock) -> refused; dial -> refused on failure. A refused
- * datagram is dropped and counted. Sessions end when idle longer than the idle timeout (exact:
- * one timer per relay on the least recently active session), on any write error (backend or
- * client), or when the relay closes; each end writes one L4 access-log record (protocol "udp",
- * duration = last activity - creation, bytes both ways, spec §8.3).
+ * New sessions: access restrictions on the client address (spec §3.8, §4.6; a deny drops the
+ * datagram, creates nothing, counts it in `restricted`, and writes an L4 access-log record with
+ * the verdict as auth_mechanism at most once per verdict every 10 s) -> session limit (1024) ->
+ * refused; creation rate limit (token bucket, 50/s, burst 100, on the loop clock) -> refused; dial
+ * -> refused on failure. A refused datagram is dropped and counted. Sessions end when idle longer
+ * than the idle timeout (exact: one timer per relay on the least recently active session), on any
+ * write error (backend or client), or when the relay closes; each end writes one L4 access-log
+ * record (protocol "udp", duration = last activity - creation, bytes both ways, spec §8.3).
  *
  * Memory: a fixed hash table sized for max_sessions, one session object (~250 B) and one flow
  * per session; no datagram is queued anywhere (one process-wide 64 KiB receive buffer), so a
@@ -29,6 +31,8 @@
 struct nb_loop;
 struct nb_access_log;
 struct nb_udp_relay;
+struct auth_restrict;
+struct auth_geo_ops;
 
 /* ---- the datagram flow interface (implemented by core/account.c over netstack/ns_udp) ---- */
 
@@ -84,6 +88,7 @@ struct nb_udp_stats {
     uint64_t rejected_limit;           /* new sessions refused: session limit */
     uint64_t rejected_rate;            /* new sessions refused: creation rate */
     uint64_t dial_errors;              /* new sessions refused: the flow could not be opened */
+    uint64_t restricted;               /* new sessions refused: access restrictions */
     uint64_t packets_up, bytes_up;     /* client -> backend, forwarded */
     uint64_t packets_down, bytes_down; /* backend -> client, forwarded */
     uint64_t dropped_packets, dropped_bytes; /* not forwarded: refused sessions, no memory,
@@ -100,6 +105,8 @@ struct nb_udp_relay_opts {
     uint32_t max_sessions;                      /* 0 = NB_UDP_MAX_SESSIONS */
     uint32_t rate_per_s, burst;                 /* 0 = NB_UDP_RATE_PER_S / _BURST */
     struct nb_access_log *access_log;           /* or NULL */
+    struct auth_restrict *restrictions;         /* the mapping's (a reference is taken), or NULL */
+    const struct auth_geo_ops *geo;             /* country lookups (borrowed), or NULL */
     struct nb_udp_stats *stats;                 /* or NULL: the relay's own */
     /* Clock (tests): NULL = nb_loop_now_ms(loop). Must not run behind the loop clock. */
     uint64_t (*now_ms)(void *ctx);

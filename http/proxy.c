@@ -16,6 +16,7 @@
  * removed service or a shutdown can close them.
  */
 #include "http/proxy.h"
+#include "auth/restrict.h"
 #include "http/accesslog.h"
 #include "http/client.h"
 #include "http/errpage.h"
@@ -85,6 +86,7 @@ struct pxreq {
     size_t dpath_len;
     char source_ip[NB_ADDRSTRLEN];
     char log_id[NB_XID_STR_LEN + 1];
+    const char *auth_mechanism; /* static string: a restriction verdict, or NULL */
     bool done;
     bool resp_started;
     bool response_seen;
@@ -155,7 +157,7 @@ static void write_log(struct pxreq *px, int status, int64_t bytes_down)
         .method = method,
         .response_code = status,
         .source_ip = px->source_ip,
-        .auth_mechanism = "",
+        .auth_mechanism = px->auth_mechanism ? px->auth_mechanism : "",
         .bytes_upload = (int64_t)r->bytes_in,
         .bytes_download = bytes_down < 0 ? (int64_t)r->bytes_out : bytes_down,
         .protocol = "http",
@@ -643,6 +645,33 @@ static bool is_netbird_asset(const char *path, size_t len)
     return len >= pl && memcmp(path, NETBIRD_PREFIX, pl) == 0;
 }
 
+/*
+ * Access restrictions of a registered host (spec §4.6): the §4.5 client IP against the service's
+ * filter, CIDR rules only on the tunnel listeners. false: the request was answered (403).
+ */
+static bool restrictions_pass(struct pxreq *px)
+{
+    struct http_req *r = px->req;
+    struct auth_ip ip;
+    if (!auth_ip_parse(px->source_ip, &ip)) {
+        nb_debug("http", "%s %s: restricted service, client address unresolved: denied", px->log_id,
+                 px->host);
+        auth_restrict_count_deny(AUTH_DENY_IP, AUTH_PROTO_HTTP);
+        px_plain(px, 403, "Forbidden");
+        return false;
+    }
+    enum auth_verdict v =
+        auth_restrict_check(px->svc->restrictions, &ip, r->info.overlay, px->p->opts.geo);
+    if (v == AUTH_ALLOW)
+        return true;
+    auth_restrict_count_deny(v, AUTH_PROTO_HTTP);
+    nb_debug("http", "%s %s: %s denied: %s", px->log_id, px->host, px->source_ip,
+             auth_verdict_name(v));
+    px->auth_mechanism = auth_verdict_name(v);
+    px_plain(px, 403, "Forbidden");
+    return false;
+}
+
 static void on_request(void *arg, struct http_req *r)
 {
     struct http_proxy *p = arg;
@@ -695,6 +724,8 @@ static void on_request(void *arg, struct http_req *r)
         return;
     }
     px->svc = http_service_ref(svc);
+    if (svc->restrictions && !restrictions_pass(px))
+        return;
     px->match = http_service_match(svc, px->dpath, px->dpath_len);
     if (px->match == NULL) {
         p->st.not_found++;

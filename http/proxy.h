@@ -10,6 +10,13 @@
  * (WebSocket), renders the proxy's error pages (http/errpage.h) and writes one access-log record
  * per request (http/accesslog.h). spec/proxy.md §4.
  *
+ * Access restrictions (spec §4.6): for a registered host, right after the built-in
+ * /__netbird__/ assets and before anything else (path match, upstream), the service's filter is
+ * checked on the §4.5 client IP; the tunnel listeners (overlay) check CIDR rules only. A deny is
+ * Go's http.Error(w, "Forbidden", 403) (text/plain, nosniff, body "Forbidden\n") with the verdict
+ * as the access log's auth_mechanism (none when the client IP could not be resolved, as the
+ * reference).
+ *
  * Networks: an account's dialer is registered with http_proxy_set_network(); a request whose
  * target needs the account's tunnel and finds none gets the 502 "Proxy Not Connected" page.
  *
@@ -34,6 +41,7 @@ struct nb_access_log;
 struct http_client;
 struct http_fwd_cfg;
 struct http_proxy;
+struct auth_geo_ops;
 
 struct http_proxy_opts {
     struct http_client *client;       /* the upstream pool (borrowed) */
@@ -43,6 +51,9 @@ struct http_proxy_opts {
     const struct nb_dialer *host;     /* dialer for direct_upstream targets (borrowed) */
     uint64_t max_dial_timeout_ms;     /* --max-dial-timeout: cap and default, 0 = none */
     uint32_t upgrade_idle_timeout_ms; /* idle timeout of upgraded connections, 0 = 1 hour */
+    /* Country lookups for services with country restrictions (borrowed; NULL or ops without
+     * a country function = no database: such services answer 403 geo_unavailable). */
+    const struct auth_geo_ops *geo;
 };
 
 struct http_proxy *http_proxy_new(struct nb_loop *loop, const struct http_proxy_opts *opts);

@@ -14,6 +14,7 @@
  */
 
 #include "http/route.h"
+#include "auth/restrict.h"
 #include "platform/err.h"
 
 #include <arpa/inet.h>
@@ -430,6 +431,7 @@ static void service_free(struct http_service *svc)
     for (uint32_t i = 0; i < svc->n_header_auth_names; i++)
         free(svc->header_auth_names[i]);
     free(svc->header_auth_names);
+    auth_restrict_unref(svc->restrictions);
     free(svc->id);
     free(svc->account_id);
     free(svc->domain);
@@ -468,6 +470,7 @@ int http_service_new(const struct nb_mapping *m, struct http_service **out, char
     svc->pass_host_header = m->pass_host_header;
     svc->rewrite_redirects = m->rewrite_redirects;
     svc->private_service = m->private_service;
+    svc->restrictions = auth_restrict_ref(m->restrictions);
 
     if (m->n_paths > 0) {
         svc->paths = calloc(m->n_paths, sizeof *svc->paths);

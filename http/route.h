@@ -78,6 +78,9 @@ struct http_service {
     bool private_service;
     char **header_auth_names; /* auth.header_auths[].header: stripped from upstream requests */
     uint32_t n_header_auth_names;
+    /* access_restrictions (auth/restrict.h), a reference shared with the mapping; NULL = none.
+     * Checked by http/proxy.c before anything else for the service (spec §4.6). */
+    struct auth_restrict *restrictions;
 };
 
 /*

@@ -7,6 +7,7 @@
  * (house style §8.26), so a failure never leaves half a mapping behind.
  */
 #include "mgmt/mapping_decode.h"
+#include "auth/restrict.h"
 #include "platform/err.h"
 
 #include <stdarg.h>
@@ -274,6 +275,24 @@ int mgmt_mapping_decode(const Management__ProxyMapping *pm, struct nb_mapping *o
     }
     if ((rc = decode_auth(pm->auth, &m.auth, err, errlen)) != NB_OK)
         goto out;
+    if (pm->access_restrictions && m.type != NB_UPDATE_REMOVED) {
+        const Management__AccessRestrictions *ar = pm->access_restrictions;
+        struct auth_restrict_spec spec = {
+            .allowed_cidrs = (const char *const *)ar->allowed_cidrs,
+            .n_allowed_cidrs = ar->n_allowed_cidrs,
+            .blocked_cidrs = (const char *const *)ar->blocked_cidrs,
+            .n_blocked_cidrs = ar->n_blocked_cidrs,
+            .allowed_countries = (const char *const *)ar->allowed_countries,
+            .n_allowed_countries = ar->n_allowed_countries,
+            .blocked_countries = (const char *const *)ar->blocked_countries,
+            .n_blocked_countries = ar->n_blocked_countries,
+            .crowdsec_mode = ar->crowdsec_mode,
+        };
+        if (auth_restrict_new(&spec, &m.restrictions, NULL) != NB_OK) {
+            rc = failf(err, errlen, NB_E_NOMEM, "out of memory");
+            goto out;
+        }
+    }
 
     *out = m;
     memset(&m, 0, sizeof m);

@@ -5,8 +5,9 @@
 /*
  * ProxyMapping (protobuf-c, unpacked from a GetMappingUpdateResponse or SyncMappingsResponse)
  * to struct nb_mapping (core/mapping.h), the shape nb_proxy_apply() takes. Pure: no I/O, no
- * globals. Structural checks only — what the wire can carry but a mapping cannot mean; what a
- * mapping means for a mode (ports for L4, targets, domains) is nb_proxy_apply()'s to judge.
+ * globals (an invalid restriction CIDR is reported by a log warning only). Structural checks only —
+ * what the wire can carry but a mapping cannot mean; what a mapping means for a mode (ports for L4,
+ * targets, domains) is nb_proxy_apply()'s to judge.
  *
  * Conversions:
  *   - strings are copied; id, account_id, domain, mode, paths[].path/target, custom header
@@ -18,9 +19,13 @@
  *     DEFAULT.
  *   - custom_headers is a protobuf map: a key repeated on the wire keeps its last value (the
  *     protobuf rule); entries come out sorted by name.
- *   - not carried by struct nb_mapping yet, so skipped here: access_restrictions, and the
- *     agent-network target options (middlewares, capture_*, agent_network). Unknown fields were
- *     already skipped by protobuf-c.
+ *   - access_restrictions -> m.restrictions, compiled by auth_restrict_new() (auth/restrict.h):
+ *     NULL when nothing is configured (or for REMOVED); invalid CIDRs are skipped with a
+ *     warning in the log (the reference skips them too; the mapping still applies), country
+ *     codes upper-cased, crowdsec_mode other than enforce/observe = off.
+ *   - not carried by struct nb_mapping yet, so skipped here: the agent-network target options
+ *     (middlewares, capture_*, agent_network). Unknown fields were already skipped by
+ *     protobuf-c.
  *
  * Rejected (NB_E_INVAL, with the reason written into err; the lifecycle reports it as an ERROR
  * status for the mapping's service):

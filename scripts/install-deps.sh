@@ -43,7 +43,8 @@ apt-get update -qq
 # -DNB_WOLFSSL_SOURCE=OFF and install libwolfssl-dev to use Debian's shared library instead).
 pkgs=(build-essential cmake pkg-config dpkg-dev xz-utils util-linux clang clang-format
       libsodium-dev libprotobuf-c-dev protobuf-c-compiler
-      libnghttp2-dev libcurl4-openssl-dev libcjson-dev libcmocka-dev libc-ares-dev)
+      libnghttp2-dev libcurl4-openssl-dev libcjson-dev libcmocka-dev libc-ares-dev
+      libmaxminddb-dev) # auth/geo.c: GeoLite2 country lookups
 if [ $want_test = 1 ]; then
     pkgs+=(libclang-rt-14-dev wireguard-go wireguard-tools iproute2 iputils-ping
            iperf3 curl python3 procps openssl ca-certificates # openssl: tests/unit/tls peers
@@ -51,8 +52,9 @@ if [ $want_test = 1 ]; then
            nginx        # tests/interop/http_test.sh runs its own instance (see the --bench note)
            pebble       # pebble + pebble-challtestsrv (one package): tests/interop/acme_test.sh
            testssl.sh   # tests/interop/tls_policy_test.sh (the command is `testssl`)
-           nghttp2-client python3-h2) # http2_test.sh: nghttp, h2load; protocol probes
-                                      # (python3-h2 lives in Debian's /usr/bin/python3)
+           nghttp2-client python3-h2 # http2_test.sh: nghttp, h2load; protocol probes
+                                     # (python3-h2 lives in Debian's /usr/bin/python3)
+           mmdb-bin) # mmdblookup: restrict_test.sh cross-checks MaxMind's test database
     # Node.js for tests/interop/node (backends and clients of http_test.sh). Debian's nodejs and
     # npm where no Node is installed; an existing Node (with its npm) is kept.
     command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)

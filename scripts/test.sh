@@ -87,6 +87,7 @@ fuzz_smoke() {
 
 scripts/fetch-lwip.sh
 scripts/fetch-wolfssl.sh || exit 1 # the static wolfSSL every build below links (cached in .deps/)
+scripts/fetch-geo-testdata.sh || exit 1 # MaxMind's test databases (auth geo test, restrict_test.sh)
 step "00 format" format_check
 step "10 unit" unit build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 step "20 asan+ubsan" unit build-asan -DCMAKE_BUILD_TYPE=Debug -DNB_SANITIZE=ON

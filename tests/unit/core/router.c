@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "auth/restrict.h"
 #include "core/certs.h"
 #include "core/router.h"
 #include "http/server.h"
@@ -334,6 +335,19 @@ static void connect_to(struct client *c, uint16_t port)
                      NB_OK);
 }
 
+/* After the routers are freed: no relay left; the echo backend and the loop go. */
+static void end_relay_test(struct nb_listener *el)
+{
+    spin(50);
+    assert_int_equal(nb_relay_live(), 0);
+    nb_listener_close(el);
+    for (int i = 0; i < 8; i++)
+        if (echo_conns[i])
+            nb_stream_close(echo_conns[i], true);
+    spin(20);
+    nb_loop_free(loop);
+}
+
 static void test_route_removal_cancels_only_that_service(void **state)
 {
     loop = nb_loop_new();
@@ -391,14 +405,7 @@ static void test_route_removal_cancels_only_that_service(void **state)
     nb_stream_close(c3.s, true);
     nb_listener_close(rl);
     nb_router_free(r); /* cancels the last relay */
-    spin(50);
-    assert_int_equal(nb_relay_live(), 0);
-    nb_listener_close(el);
-    for (int i = 0; i < 8; i++)
-        if (echo_conns[i])
-            nb_stream_close(echo_conns[i], true);
-    spin(20);
-    nb_loop_free(loop);
+    end_relay_test(el);
 }
 
 static void test_relay_limit(void **state)
@@ -429,14 +436,63 @@ static void test_relay_limit(void **state)
     nb_stream_close(c2.s, true);
     nb_listener_close(rl);
     nb_router_free(r);
-    spin(50);
-    assert_int_equal(nb_relay_live(), 0);
-    nb_listener_close(el);
-    for (int i = 0; i < 8; i++)
-        if (echo_conns[i])
-            nb_stream_close(echo_conns[i], true);
-    spin(20);
-    nb_loop_free(loop);
+    end_relay_test(el);
+}
+
+/* Access restrictions on relays (spec §3.7): a denied client is closed with a FIN, nothing
+ * dialled; an allowed one relays; a tunnel (overlay) router skips country rules. */
+static void test_relay_restrictions(void **state)
+{
+    loop = nb_loop_new();
+    memset(echo_conns, 0, sizeof echo_conns);
+    struct nb_listener *el, *rl, *ol;
+    uint16_t eport = listen_any(echo_accept, NULL, &el);
+    struct nb_router_opts o = {.name = "port", .dialer = dialer};
+    struct nb_router *r = nb_router_new(loop, &o);
+    o.overlay = true;
+    struct nb_router *ovr = nb_router_new(loop, &o);
+    const char *block[] = {"127.0.0.0/8"}, *cc[] = {"DE"};
+    struct auth_restrict_spec spec = {.blocked_cidrs = block, .n_blocked_cidrs = 1};
+    struct nb_l4_target fb = target("svc-fb", eport);
+    fb.protocol = "tcp";
+    assert_int_equal(auth_restrict_new(&spec, &fb.restrictions, NULL), NB_OK);
+    assert_int_equal(nb_router_set_fallback(r, &fb), NB_OK);
+    auth_restrict_unref(fb.restrictions); /* the router keeps its own reference */
+    spec = (struct auth_restrict_spec){.allowed_countries = cc, .n_allowed_countries = 1};
+    assert_int_equal(auth_restrict_new(&spec, &fb.restrictions, NULL), NB_OK);
+    assert_int_equal(nb_router_set_fallback(ovr, &fb), NB_OK);
+    auth_restrict_unref(fb.restrictions);
+    uint16_t rport = listen_any(nb_router_accept_cb, r, &rl);
+    uint16_t oport = listen_any(nb_router_accept_cb, ovr, &ol);
+
+    struct client c1, c2;
+    connect_to(&c1, rport);
+    nb_stream_write(c1.s, "one", 3);
+    spin_until(ended, &c1, 3000);
+    assert_true(c1.eof); /* a FIN, not a reset */
+    assert_null(c1.err);
+    assert_int_equal(c1.n, 0);
+    struct nb_router_stats st;
+    nb_router_stats(r, &st);
+    assert_int_equal(st.restricted, 1);
+    assert_int_equal(st.relays_total, 0);
+    assert_null(echo_conns[0]); /* the backend never saw a connection */
+    /* Country rules without geo would deny a public client; the tunnel router checks CIDRs. */
+    connect_to(&c2, oport);
+    nb_stream_write(c2.s, "two", 3);
+    spin_until(got, &c2, 3000);
+    assert_int_equal(c2.n, 3);
+    nb_router_stats(ovr, &st);
+    assert_int_equal(st.restricted, 0);
+    assert_int_equal(st.relays_total, 1);
+
+    nb_stream_close(c1.s, true);
+    nb_stream_close(c2.s, true);
+    nb_listener_close(rl);
+    nb_listener_close(ol);
+    nb_router_free(r);
+    nb_router_free(ovr);
+    end_relay_test(el);
 }
 
 /* §3.7 "peek errors": EOF after a record header but before its payload is an unmatched TLS
@@ -547,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_wildcard_match),
         cmocka_unit_test(test_route_removal_cancels_only_that_service),
         cmocka_unit_test(test_relay_limit),
+        cmocka_unit_test(test_relay_restrictions),
         cmocka_unit_test(test_eof_during_peek),
         cmocka_unit_test(test_plain_channel_replays),
     };

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "core/standalone.h"
+#include "auth/restrict.h"
 #include "platform/err.h"
 
 #include <arpa/inet.h>
@@ -55,6 +56,32 @@ static void test_good_config(void **state)
     assert_int_equal(m->paths[0].options.session_idle_timeout_ms, 60000);
     assert_int_equal(m->paths[0].options.request_timeout_ms, 2500);
     assert_int_equal(m->paths[0].options.n_custom_headers, 1);
+    assert_null(m->restrictions); /* none configured */
+    nb_standalone_free(&s);
+}
+
+static void test_restrictions(void **state)
+{
+    static const char json[] =
+        "{\"accounts\":[{\"id\":\"a1\",\"wireguard\":{\"privateKey\":\"" K1 "\","
+        "\"addresses\":[\"10.99.100.1/24\"]}}],"
+        "\"mappings\":[{\"id\":\"s\",\"accountId\":\"a1\",\"mode\":\"tcp\",\"listenPort\":81,"
+        "\"accessRestrictions\":{\"allowedCidrs\":[\"10.1.2.3/8\"],\"blocked_cidrs\":[\"10.9.0.0/"
+        "16\"],"
+        "\"allowedCountries\":[\"de\"],\"blockedCountries\":[],\"crowdsecMode\":\"observe\"},"
+        "\"path\":[{\"target\":\"10.99.100.2:80\"}]}]}";
+    struct nb_standalone s;
+    char err[256] = "", buf[64];
+    (void)state;
+    int rc = nb_standalone_parse(json, strlen(json), NULL, &s, err, sizeof err);
+    if (rc != NB_OK)
+        fail_msg("parse failed: %s", err);
+    const struct auth_restrict *f = s.mappings[0].restrictions;
+    assert_non_null(f);
+    assert_string_equal(auth_restrict_cidr_str(f, false, 0, buf, sizeof buf), "10.0.0.0/8");
+    assert_string_equal(auth_restrict_cidr_str(f, true, 0, buf, sizeof buf), "10.9.0.0/16");
+    assert_true(auth_restrict_has_country_rules(f));
+    assert_int_equal(auth_restrict_crowdsec_mode(f), AUTH_CROWDSEC_OBSERVE);
     nb_standalone_free(&s);
 }
 
@@ -98,6 +125,23 @@ static void test_bad_configs_name_the_field(void **state)
         const char *want;
     } cases[] = {
         {"[", "not valid JSON"},
+        /* accessRestrictions: stricter than management (an invalid CIDR is an error here) */
+        {"{\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\",\"mode\":\"tcp\",\"listenPort\":81,"
+         "\"accessRestrictions\":{\"blockedCidrs\":[\"10.0.0.0/8\",\"1.2.3.4\"]},"
+         "\"path\":[{\"target\":\"1.2.3.4:80\"}]}]}",
+         "mappings[0].accessRestrictions: 1 CIDR(s) are not IP prefixes"},
+        {"{\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\",\"mode\":\"tcp\",\"listenPort\":81,"
+         "\"accessRestrictions\":{\"crowdsecMode\":\"ban\"},"
+         "\"path\":[{\"target\":\"1.2.3.4:80\"}]}]}",
+         "mappings[0].accessRestrictions.crowdsecMode: must be"},
+        {"{\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\",\"mode\":\"tcp\",\"listenPort\":81,"
+         "\"accessRestrictions\":{\"allowedCountries\":\"DE\"},"
+         "\"path\":[{\"target\":\"1.2.3.4:80\"}]}]}",
+         "mappings[0].accessRestrictions.allowedCountries: must be a list of strings"},
+        {"{\"mappings\":[{\"id\":\"m\",\"accountId\":\"a\",\"mode\":\"tcp\",\"listenPort\":81,"
+         "\"accessRestrictions\":{\"allowCidrs\":[]},"
+         "\"path\":[{\"target\":\"1.2.3.4:80\"}]}]}",
+         "mappings[0].accessRestrictions.allowCidrs: unknown field"},
         {"[]", "top level must be an object"},
         {"{\"acounts\":[]}", "config.acounts: unknown field"},
         {"{\"accounts\":[{\"id\":\"a\",\"wireguard\":{\"privateKey\":\"short\","
@@ -183,6 +227,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_config),
+        cmocka_unit_test(test_restrictions),
         cmocka_unit_test(test_wgquick_file),
         cmocka_unit_test(test_bad_configs_name_the_field),
     };

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "auth/restrict.h"
 #include "core/proxy.h"
 #include "core/udp_relay.h"
 #include "http/accesslog.h"
@@ -119,6 +120,7 @@ struct rec {
     int64_t duration_ms, up, down;
     char protocol[8];
     char service[32];
+    char mech[32];
 };
 static struct rec recs[64];
 static int nrecs;
@@ -132,6 +134,7 @@ static void sink(void *arg, const struct nb_access_log_entry *e)
     snprintf(r->source_ip, sizeof r->source_ip, "%s", e->source_ip ? e->source_ip : "");
     snprintf(r->protocol, sizeof r->protocol, "%s", e->protocol ? e->protocol : "");
     snprintf(r->service, sizeof r->service, "%s", e->service_id ? e->service_id : "");
+    snprintf(r->mech, sizeof r->mech, "%s", e->auth_mechanism ? e->auth_mechanism : "");
     r->duration_ms = e->duration_ms;
     r->up = e->bytes_upload;
     r->down = e->bytes_download;
@@ -146,6 +149,8 @@ struct h {
     struct sockaddr_storage addr; /* the relay's public address */
     int clients[8];
 };
+
+static struct auth_restrict *h_restrictions; /* for the next h_start (it keeps a reference) */
 
 static void h_start(struct h *h, uint32_t max_sessions, uint32_t rate, uint32_t burst,
                     uint32_t idle_ms)
@@ -171,11 +176,14 @@ static void h_start(struct h *h, uint32_t max_sessions, uint32_t rate, uint32_t 
         .rate_per_s = rate,
         .burst = burst,
         .access_log = h->log,
+        .restrictions = h_restrictions,
         .stats = &h->st,
         .now_ms = fake_now,
     };
     char err[128];
     assert_int_equal(nb_udp_relay_new(loop, &o, &h->r, err, sizeof err), NB_OK);
+    auth_restrict_unref(h_restrictions);
+    h_restrictions = NULL;
     assert_int_equal(nb_udp_relay_addr(h->r, &h->addr), NB_OK);
     for (int i = 0; i < 8; i++) {
         h->clients[i] = nb_udp_bind((struct sockaddr *)&la);
@@ -311,6 +319,59 @@ static void test_session_limit(void **state)
             answered++;
     assert_int_equal(answered, 3);
     h_stop(&h);
+}
+
+static struct auth_restrict *cidr_filter(bool block, const char *cidr)
+{
+    const char *l[] = {cidr};
+    struct auth_restrict_spec spec = {.allowed_cidrs = block ? NULL : l,
+                                      .n_allowed_cidrs = block ? 0 : 1,
+                                      .blocked_cidrs = block ? l : NULL,
+                                      .n_blocked_cidrs = block ? 1 : 0};
+    struct auth_restrict *f = NULL;
+    assert_int_equal(auth_restrict_new(&spec, &f, NULL), NB_OK);
+    return f;
+}
+
+/* Access restrictions on the first datagram of a session (spec §3.8): denied -> dropped, nothing
+ * dialled, no session; one deny record per verdict every 10 s. */
+static void test_restrictions(void **state)
+{
+    (void)state;
+    struct h h;
+    uint8_t buf[16];
+    h_restrictions = cidr_filter(true, "127.0.0.0/8");
+    h_start(&h, 0, 0, 0, 0);
+    send_from(&h, 0, "a", 1);
+    send_from(&h, 1, "bb", 2);
+    send_from(&h, 0, "c", 1);
+    pump();
+    assert_int_equal(net.dials, 0);
+    assert_int_equal(nb_udp_relay_sessions(h.r), 0);
+    assert_int_equal(h.st.restricted, 3);
+    assert_int_equal(h.st.dropped_packets, 3);
+    assert_int_equal(h.st.sessions_total, 0);
+    assert_int_equal(recv_on(&h, 0, buf, sizeof buf), -1);
+    assert_int_equal(nrecs, 1);
+    assert_string_equal(recs[0].mech, "ip_restricted");
+    assert_string_equal(recs[0].protocol, "udp");
+    assert_string_equal(recs[0].source_ip, "127.0.0.1");
+    assert_int_equal(recs[0].up + recs[0].down, 0);
+    skew += 10000; /* the next deny after 10 s is logged again */
+    send_from(&h, 2, "d", 1);
+    pump();
+    assert_int_equal(nrecs, 2);
+    h_stop(&h);
+
+    h_restrictions = cidr_filter(false, "127.0.0.1/32");
+    h_start(&h, 0, 0, 0, 0);
+    send_from(&h, 0, "ok", 2);
+    assert_int_equal(recv_on(&h, 0, buf, sizeof buf), 2);
+    assert_int_equal(h.st.restricted, 0);
+    assert_int_equal(net.dials, 1);
+    h_stop(&h);
+    assert_int_equal(nrecs, 1); /* the session's own record, no mechanism */
+    assert_string_equal(recs[0].mech, "");
 }
 
 static void test_rate_limit(void **state)
@@ -681,7 +742,7 @@ int main(void)
         cmocka_unit_test(test_idle_reap),        cmocka_unit_test(test_idle_timer),
         cmocka_unit_test(test_errors),           cmocka_unit_test(test_port_in_use),
         cmocka_unit_test(test_flood_one_client), cmocka_unit_test(test_proxy_udp_mode),
-        cmocka_unit_test(test_proxy_idle_clamp),
+        cmocka_unit_test(test_proxy_idle_clamp), cmocka_unit_test(test_restrictions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "core/mapping.h"
+#include "auth/restrict.h"
 #include "http/accesslog.h"
 #include "http/client.h"
 #include "http/proxy.h"
@@ -51,6 +52,7 @@ static struct {
     char service[64];
     char host[64];
     char log_id[32];
+    char mech[32];
     int64_t down;
 } seen;
 
@@ -61,6 +63,7 @@ static void sink(void *arg, const struct nb_access_log_entry *e)
     snprintf(seen.service, sizeof seen.service, "%s", e->service_id);
     snprintf(seen.host, sizeof seen.host, "%s", e->host);
     snprintf(seen.log_id, sizeof seen.log_id, "%s", e->log_id);
+    snprintf(seen.mech, sizeof seen.mech, "%s", e->auth_mechanism);
     seen.down = e->bytes_download;
 }
 
@@ -129,6 +132,8 @@ static uint16_t listen_on(struct http_listener_ctx *ctx, struct nb_listener **l)
 }
 
 /* Adds an HTTP service: domain -> http://127.0.0.1:port/ in account acct. */
+static struct auth_restrict *next_restrictions; /* given to the next add_service */
+
 static int add_service(const char *id, const char *acct, const char *domain, uint16_t port,
                        bool direct, bool private_)
 {
@@ -143,12 +148,15 @@ static int add_service(const char *id, const char *acct, const char *domain, uin
                            .domain = (char *)domain,
                            .paths = &pm,
                            .n_paths = 1,
+                           .restrictions = next_restrictions,
                            .private_service = private_};
     struct http_service *svc;
     char warn[128], err[128];
     assert_int_equal(http_service_new(&m, &svc, warn, sizeof warn), NB_OK);
     int rc = http_proxy_add(proxy, svc, err, sizeof err);
     http_service_unref(svc);
+    auth_restrict_unref(next_restrictions); /* the service holds its own reference */
+    next_restrictions = NULL;
     return rc;
 }
 
@@ -342,6 +350,49 @@ static void test_overlay_scope_and_loop_guard(void **state)
     assert_non_null(strstr(rx.buf, "HTTP/1.1 200 "));
 }
 
+static struct auth_restrict *filter(const char *allow_cc, const char *block_cidr)
+{
+    const char *cc[] = {allow_cc}, *cidr[] = {block_cidr};
+    struct auth_restrict_spec spec = {.allowed_countries = cc,
+                                      .n_allowed_countries = allow_cc ? 1 : 0,
+                                      .blocked_cidrs = cidr,
+                                      .n_blocked_cidrs = block_cidr ? 1 : 0};
+    struct auth_restrict *f = NULL;
+    assert_int_equal(auth_restrict_new(&spec, &f, NULL), NB_OK);
+    return f;
+}
+
+/* Access restrictions (spec §4.6): public listener full check, tunnel listener CIDR only. */
+static void test_restrictions(void **state)
+{
+    struct rx rx;
+    next_restrictions = filter("US", NULL); /* no geo database in this proxy */
+    assert_int_equal(add_service("r1", "acct-a", "cc.test", back_port, true, false), NB_OK);
+    next_restrictions = filter(NULL, "127.0.0.0/8");
+    assert_int_equal(add_service("r2", "acct-a", "ip.test", back_port, true, false), NB_OK);
+
+    request(front_port, "GET /x HTTP/1.1\r\nHost: cc.test\r\n\r\n", &rx, "Forbidden\n");
+    assert_non_null(strstr(rx.buf, "HTTP/1.1 403 "));
+    assert_non_null(strstr(rx.buf, "Content-Type: text/plain; charset=utf-8\r\n"));
+    assert_non_null(strstr(rx.buf, "X-Content-Type-Options: nosniff\r\n"));
+    assert_string_equal(seen.mech, "geo_unavailable");
+    assert_string_equal(seen.service, "r1");
+    /* The tunnel listener skips the country rule: the request goes on (to the loop guard, as
+     * the target is the requesting peer itself). */
+    request(overlay_port, "GET /x HTTP/1.1\r\nHost: cc.test\r\n\r\n", &rx, "</html>");
+    assert_non_null(strstr(rx.buf, "HTTP/1.1 421 "));
+    assert_string_equal(seen.mech, "");
+    /* CIDR rules hold on both. */
+    request(front_port, "GET /x HTTP/1.1\r\nHost: ip.test\r\n\r\n", &rx, "Forbidden\n");
+    assert_non_null(strstr(rx.buf, "HTTP/1.1 403 "));
+    assert_string_equal(seen.mech, "ip_restricted");
+    request(overlay_port, "GET /x HTTP/1.1\r\nHost: ip.test\r\n\r\n", &rx, "Forbidden\n");
+    assert_non_null(strstr(rx.buf, "HTTP/1.1 403 "));
+    assert_string_equal(seen.mech, "ip_restricted");
+    /* A denied request leaves the connection usable (keep-alive): http.Error does not close. */
+    assert_null(strstr(rx.buf, "Connection: close"));
+}
+
 static void test_upgrade_closed_with_its_service(void **state)
 {
     assert_int_equal(add_service("s1", "acct-a", "ws.test", back_port, false, false), NB_OK);
@@ -375,6 +426,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_found_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlay_scope_and_loop_guard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_closed_with_its_service, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restrictions, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "mgmt/mapping_decode.h"
+#include "auth/restrict.h"
 #include "platform/err.h"
 
 #include <stdlib.h>
@@ -194,8 +195,74 @@ static void test_every_field(void **state)
     assert_string_equal(m.auth.header_auths[1].header, "Authorization");
     assert_string_equal(m.auth.header_auths[1].hashed_value,
                         "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA");
+    /* access_restrictions: compiled (full_init allows 10.0.0.0/8) */
+    assert_non_null(m.restrictions);
+    assert_int_equal(auth_restrict_n_cidrs(m.restrictions, false), 1);
     nb_mapping_free(&m);
     assert_null(m.id); /* nb_mapping_free zeroes */
+    assert_null(m.restrictions);
+}
+
+/* AccessRestrictions (field 12) through the wire into a compiled filter (auth/restrict.h). */
+static void test_restrictions(void **state)
+{
+    Management__ProxyMapping pm = MANAGEMENT__PROXY_MAPPING__INIT;
+    Management__AccessRestrictions ar = MANAGEMENT__ACCESS_RESTRICTIONS__INIT;
+    char *allow[] = {"10.1.2.3/8", "not-a-cidr", "2001:db8::/32"}, *block[] = {"10.9.0.0/16"};
+    char *acc[] = {"de"}, *bcc[] = {"cn"};
+    struct nb_mapping m;
+    char err[64], buf[64];
+    struct auth_ip ip;
+    (void)state;
+
+    pm.type = MANAGEMENT__PROXY_MAPPING_UPDATE_TYPE__UPDATE_TYPE_CREATED;
+    pm.id = "r";
+    pm.account_id = "a";
+    pm.access_restrictions = &ar;
+    ar.n_allowed_cidrs = 3;
+    ar.allowed_cidrs = allow;
+    ar.n_blocked_cidrs = 1;
+    ar.blocked_cidrs = block;
+    ar.n_allowed_countries = 1;
+    ar.allowed_countries = acc;
+    ar.n_blocked_countries = 1;
+    ar.blocked_countries = bcc;
+    ar.crowdsec_mode = "enforce";
+    Management__ProxyMapping *u = wire(&pm);
+    assert_int_equal(mgmt_mapping_decode(u, &m, err, sizeof err), NB_OK);
+    management__proxy_mapping__free_unpacked(u, NULL);
+    assert_string_equal(err, ""); /* an invalid CIDR is skipped, not an error (reference) */
+    assert_non_null(m.restrictions);
+    assert_int_equal(auth_restrict_n_cidrs(m.restrictions, false), 2);
+    assert_string_equal(auth_restrict_cidr_str(m.restrictions, false, 0, buf, sizeof buf),
+                        "10.0.0.0/8");
+    assert_int_equal(auth_restrict_n_cidrs(m.restrictions, true), 1);
+    assert_true(auth_restrict_has_country_rules(m.restrictions));
+    assert_int_equal(auth_restrict_crowdsec_mode(m.restrictions), AUTH_CROWDSEC_ENFORCE);
+    assert_true(auth_ip_parse("10.9.1.1", &ip));
+    assert_int_equal(auth_restrict_check(m.restrictions, &ip, true, NULL), AUTH_DENY_IP);
+    assert_true(auth_ip_parse("10.8.1.1", &ip));
+    assert_int_equal(auth_restrict_check(m.restrictions, &ip, true, NULL), AUTH_ALLOW);
+    assert_int_equal(auth_restrict_check(m.restrictions, &ip, false, NULL),
+                     AUTH_DENY_GEO_UNAVAILABLE);
+    nb_mapping_free(&m);
+
+    /* off / empty: no filter at all; REMOVED ignores the field */
+    Management__AccessRestrictions off = MANAGEMENT__ACCESS_RESTRICTIONS__INIT;
+    off.crowdsec_mode = "off";
+    pm.access_restrictions = &off;
+    u = wire(&pm);
+    assert_int_equal(mgmt_mapping_decode(u, &m, err, sizeof err), NB_OK);
+    management__proxy_mapping__free_unpacked(u, NULL);
+    assert_null(m.restrictions);
+    nb_mapping_free(&m);
+    pm.access_restrictions = &ar;
+    pm.type = MANAGEMENT__PROXY_MAPPING_UPDATE_TYPE__UPDATE_TYPE_REMOVED;
+    u = wire(&pm);
+    assert_int_equal(mgmt_mapping_decode(u, &m, err, sizeof err), NB_OK);
+    management__proxy_mapping__free_unpacked(u, NULL);
+    assert_null(m.restrictions);
+    nb_mapping_free(&m);
 }
 
 static void test_minimal(void **state)
@@ -514,7 +581,7 @@ int main(void)
         cmocka_unit_test(test_every_field), cmocka_unit_test(test_minimal),
         cmocka_unit_test(test_durations),   cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_lenient),     cmocka_unit_test(test_unknown_wire),
-        cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_batch),       cmocka_unit_test(test_restrictions),
     };
     return cmocka_run_group_tests_name("mgmt_mapping_decode", tests, NULL, NULL);
 }
