@@ -55,6 +55,7 @@ struct dom {
     struct tls_cert *chall;
     struct acme_flow *flow;
     bool running;             /* an attempt (lock wait or flow) is on */
+    uint64_t first_order_ms;  /* nb_now_ms() when the order for a first certificate began */
     struct nb_timer t;        /* prefetch / lock retry / flow wait / renewal / retry */
     struct nb_timer deadline; /* per attempt */
     struct nb_timer poll;     /* disk poll while an attempt runs without a certificate */
@@ -282,6 +283,8 @@ static void start_flow(struct dom *d)
     }
     if (d->cert)
         m->st.renewals++;
+    else
+        d->first_order_ms = nb_now_ms();
     acme_flow_start(d->flow, &d->act);
     perform(d);
 }
@@ -714,6 +717,11 @@ static void perform(struct dom *d)
         acme_pem_free(buf, all);
         m->st.orders = m->acct.orders;
         end_attempt(d);
+        /* spec §7.2: the issuance metric, for a domain's first certificate (the reference's
+         * prefetch path; renewals are counted in renewals). */
+        if (d->cert == NULL && d->first_order_ms)
+            nb_hist_observe(&m->st.issue_ms, (double)(nb_now_ms() - d->first_order_ms));
+        d->first_order_ms = 0;
         set_cert(d, cert, true);
         return;
     }
@@ -743,6 +751,7 @@ int acme_mgr_new(const struct acme_mgr_opts *o, struct acme_mgr **out)
     if (!m)
         return NB_E_NOMEM;
     m->loop = o->loop;
+    nb_hist_init(&m->st.issue_ms, nb_hist_bounds_sync_ms, 11);
     m->tcp = (struct nb_dialer){tcp_dial, m};
     m->http01 = o->http01;
     m->on_ready = o->on_ready;

@@ -19,7 +19,8 @@
 #include <string.h>
 
 struct nb_acme_link {
-    struct acme_mgr *mgr;
+    struct acme_mgr *mgr;      /* NULL for a link made by nb_acme_link_new_ops() */
+    struct nb_acme_link_ops o; /* where domains go: the manager, or a test's */
     struct nb_certs *certs;
     struct nb_strmap domains; /* service id -> its registered domain (malloc'd) */
     struct nb_strmap refs;    /* domain -> how many services hold it ((void *)(uintptr_t)n) */
@@ -38,6 +39,25 @@ static struct tls_cert *acme_select(void *arg, const struct tls_hello *h)
     if (h->acme_only)
         return acme_challenge_cert(m, h->sni);
     return acme_cert_for(m, h->sni, h->ecdsa_ok);
+}
+
+/* The real ops: the manager's host policy and the certificate store's wildcard directory. */
+static int mgr_add(void *arg, const char *domain)
+{
+    struct nb_acme_link *l = arg;
+    return acme_mgr_add(l->mgr, domain);
+}
+
+static void mgr_remove(void *arg, const char *domain)
+{
+    struct nb_acme_link *l = arg;
+    acme_mgr_remove(l->mgr, domain);
+}
+
+static bool certs_covered(void *arg, const char *domain)
+{
+    struct nb_acme_link *l = arg;
+    return nb_certs_check_domain(l->certs, domain);
 }
 
 static void on_ready(void *arg, const char *domain, bool issued)
@@ -138,6 +158,7 @@ int nb_acme_link_new(struct nb_loop *loop, struct nb_dns *dns, const struct nb_c
         return NB_E_NOMEM;
     nb_strmap_init(&l->domains);
     nb_strmap_init(&l->refs);
+    l->o = (struct nb_acme_link_ops){mgr_add, mgr_remove, certs_covered, l};
     l->certs = certs;
     l->ready = ready;
     l->ready_arg = ready_arg;
@@ -171,6 +192,17 @@ int nb_acme_link_new(struct nb_loop *loop, struct nb_dns *dns, const struct nb_c
             cfg->cert_dir, http01 ? "tls-alpn-01, then http-01" : "tls-alpn-01");
     *out = l;
     return NB_OK;
+}
+
+struct nb_acme_link *nb_acme_link_new_ops(const struct nb_acme_link_ops *ops)
+{
+    struct nb_acme_link *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return NULL;
+    nb_strmap_init(&l->domains);
+    nb_strmap_init(&l->refs);
+    l->o = *ops;
+    return l;
 }
 
 void nb_acme_link_free(struct nb_acme_link *l)
@@ -210,7 +242,7 @@ static void drop(struct nb_acme_link *l, const char *service_id)
         refs_replace(l, old, n - 1);
     } else {
         nb_strmap_del(&l->refs, old);
-        acme_mgr_remove(l->mgr, old);
+        l->o.remove(l->o.arg, old);
     }
     free(old);
 }
@@ -230,7 +262,7 @@ void nb_acme_link_mapping(struct nb_acme_link *l, const struct nb_mapping *m)
         return;
     drop(l, m->id);
     /* A wildcard-directory certificate covers it: no ACME for this name (spec §7.3). */
-    if (nb_certs_check_domain(l->certs, d))
+    if (l->o.covered && l->o.covered(l->o.arg, d))
         return;
     char *copy = strdup(d);
     uintptr_t n = (uintptr_t)nb_strmap_get(&l->refs, d);
@@ -250,7 +282,7 @@ void nb_acme_link_mapping(struct nb_acme_link *l, const struct nb_mapping *m)
     }
     if (n > 0)
         return; /* another service registered it already */
-    int rc = acme_mgr_add(l->mgr, d);
+    int rc = l->o.add(l->o.arg, d);
     if (rc == NB_E_INVAL)
         nb_warn("acme", "%s: not a name ACME can issue for (no dot, a wildcard or too long)", d);
     else if (rc != NB_OK && rc != NB_E_EXISTS)
@@ -260,5 +292,10 @@ void nb_acme_link_mapping(struct nb_acme_link *l, const struct nb_mapping *m)
 bool nb_acme_link_ready(struct nb_acme_link *l, const char *domain)
 {
     char d[256];
-    return l && acme_domain(domain, d) && acme_mgr_state(l->mgr, d) == ACME_D_READY;
+    return l && l->mgr && acme_domain(domain, d) && acme_mgr_state(l->mgr, d) == ACME_D_READY;
+}
+
+void nb_acme_link_stats(const struct nb_acme_link *l, struct acme_mgr_stats *st)
+{
+    acme_mgr_stats(l->mgr, st);
 }

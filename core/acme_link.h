@@ -21,6 +21,7 @@ struct nb_config;
 struct nb_certs;
 struct nb_mapping;
 struct nb_acme_link;
+struct acme_mgr_stats;
 
 /* Called when a certificate for domain is served (loaded from the cache or issued). */
 typedef void (*nb_acme_ready_fn)(void *arg, const char *domain, bool issued);
@@ -42,5 +43,23 @@ void nb_acme_link_mapping(struct nb_acme_link *l, const struct nb_mapping *m);
 
 /* ACME serves a certificate for domain (a port is ignored) now. */
 bool nb_acme_link_ready(struct nb_acme_link *l, const char *domain);
+
+/* The manager's counters and the issuance histogram (proxy_certificate_issue_duration_ms). */
+void nb_acme_link_stats(const struct nb_acme_link *l, struct acme_mgr_stats *st);
+
+/*
+ * The seam nb_acme_link_mapping() drives: a domain gained its first service (add: the manager's
+ * acme_mgr_add, NB_OK / NB_E_EXISTS / NB_E_INVAL / NB_E_NOMEM), lost its last one (remove), or
+ * is covered by a wildcard-directory certificate and skips ACME (covered, may be NULL).
+ */
+struct nb_acme_link_ops {
+    int (*add)(void *arg, const char *domain);
+    void (*remove)(void *arg, const char *domain);
+    bool (*covered)(void *arg, const char *domain);
+    void *arg;
+};
+/* A link without a manager, certificate store or listener whose domains go to ops (unit tests
+ * of the per-domain reference count). Free with nb_acme_link_free(). NULL: no memory. */
+struct nb_acme_link *nb_acme_link_new_ops(const struct nb_acme_link_ops *ops);
 
 #endif

@@ -14,11 +14,13 @@
 #include "core/proxy.h"
 #include "core/router.h"
 #include "core/standalone.h"
+#include "core/tcp_metrics.h"
 #include "http/accesslog.h"
 #include "http/client.h"
 #include "http/proxy.h"
 #include "http/rewrite.h"
 #include "http/server.h"
+#include "acme/mgr.h"
 #include "mgmt/sync.h"
 #include "netstack/ns.h"
 #include "platform/addr.h"
@@ -55,6 +57,7 @@
 struct app {
     struct nb_loop *loop;
     struct nb_proxy *proxy;
+    struct nb_tcp_metrics *tcpm; /* relays of every router (a reference) */
     struct nb_account **accounts;
     uint32_t n_accounts;
     /* the HTTP engine */
@@ -295,6 +298,8 @@ static void app_metrics(void *arg, struct nb_prom *p)
         nb_prom_histogram(p, "proxy_backend_duration_ms", NULL, &hs.backend_ms);
         const struct http_routes *rt = http_proxy_routes(app->http);
         gauge(p, "proxy_domains_count", "HTTP domains routed.", (double)http_routes_count(rt));
+        gauge(p, "proxy_paths_count", "Paths over all routed HTTP services.",
+              (double)http_routes_paths(rt));
         counter(p, "nbproxy_http_not_found_total", "Requests answered 404 Service Not Found.",
                 (double)hs.not_found);
         counter(p, "nbproxy_http_upstream_errors_total",
@@ -339,16 +344,26 @@ static void app_metrics(void *arg, struct nb_prom *p)
     if (app->proxy) {
         struct nb_proxy_stats ps;
         nb_proxy_stats(app->proxy, &ps);
-        gauge(p, "proxy_tcp_active_connections", "Relayed tcp connections open.",
-              (double)ps.relays_active);
-        nb_prom_family(p, "proxy_tcp_connections_total", "counter", "Relayed tcp connections.");
-        const char *ok[] = {"result", "success", NULL}, *de[] = {"result", "dial_error", NULL},
-                   *rj[] = {"result", "rejected", NULL};
-        nb_prom_sample(p, "proxy_tcp_connections_total", ok,
-                       (double)(ps.relays_total - ps.dial_failures));
-        nb_prom_sample(p, "proxy_tcp_connections_total", de, (double)ps.dial_failures);
-        nb_prom_sample(p, "proxy_tcp_connections_total", rj, (double)ps.relays_rejected);
+        nb_prom_family(p, "proxy_l4_services_count", "gauge", "L4 services applied, by mode.");
+        static const struct {
+            const char *name;
+            enum nb_mapping_mode mode;
+        } modes[3] = {{"tcp", NB_MODE_TCP}, {"tls", NB_MODE_TLS}, {"udp", NB_MODE_UDP}};
+        for (int i = 0; i < 3; i++) {
+            const char *l[] = {"mode", modes[i].name, NULL};
+            nb_prom_sample(p, "proxy_l4_services_count", l, (double)ps.by_mode[modes[i].mode]);
+        }
         udp_metrics(p, &ps.udp);
+    }
+    if (app->tcpm)
+        nb_tcp_metrics_render(app->tcpm, p);
+    if (app->acme) {
+        struct acme_mgr_stats as;
+        nb_acme_link_stats(app->acme, &as);
+        nb_prom_family(p, "proxy_certificate_issue_duration_ms", "histogram",
+                       "ACME order started to the domain's first certificate served, "
+                       "milliseconds (certificates issued by an order only).");
+        nb_prom_histogram(p, "proxy_certificate_issue_duration_ms", NULL, &as.issue_ms);
     }
     restriction_metrics(p);
     if (app->mgmt) {
@@ -729,6 +744,7 @@ static int tls_listen_main(struct app *app, const struct nb_config *cfg)
         .geo = &app->geo_ops,
         .dialer = nb_proxy_dialer,
         .dialer_arg = app->proxy,
+        .tcp_metrics = app->tcpm,
     };
     app->main_router = nb_router_new(app->loop, &ro);
     if (app->main_router == NULL)
@@ -951,6 +967,9 @@ static void stop(struct app *app)
     nb_dns_free(app->dns);
     nb_access_log_free(app->access_log);
     http_fwd_cfg_deinit(&app->fwd);
+    /* Routers and relay targets hold their own references: this is the app's. */
+    nb_tcp_metrics_unref(app->tcpm);
+    app->tcpm = NULL;
     auth_geo_free(app->geo);
     app->geo = NULL;
     app->geo_ops = auth_geo_ops(NULL);
@@ -1133,8 +1152,8 @@ int main(int argc, char **argv)
         .geo = &app.geo_ops,
         .accounts_later = mgmt_mode,
     };
-    app.proxy = nb_proxy_new(app.loop, &po);
-    if (app.proxy == NULL)
+    if ((app.tcpm = po.tcp_metrics = nb_tcp_metrics_new()) == NULL ||
+        (app.proxy = nb_proxy_new(app.loop, &po)) == NULL)
         goto out_proxy;
     /* The main TLS listener: always in management mode (default :443, as netbird-proxy);
      * standalone only when --addr / NB_PROXY_ADDRESS is given, so the demo and local setups

@@ -208,6 +208,7 @@ static int router_for(struct nb_proxy *p, int32_t port, struct nb_router **out, 
         .geo = p->opts.geo,
         .dialer = nb_proxy_dialer,
         .dialer_arg = p,
+        .tcp_metrics = p->opts.tcp_metrics,
     };
     pr = calloc(1, sizeof *pr);
     if (pr == NULL || (pr->router = nb_router_new(p->loop, &ro)) == NULL) {
@@ -317,6 +318,7 @@ static int link_service(struct nb_proxy *p, struct service *svc)
         p->services->prev = svc;
     p->services = svc;
     p->st.services++;
+    p->st.by_mode[svc->mode]++;
     return NB_OK;
 }
 
@@ -332,6 +334,7 @@ static void remove_service(struct nb_proxy *p, const char *id)
     if (svc->next)
         svc->next->prev = svc->prev;
     p->st.services--;
+    p->st.by_mode[svc->mode]--;
     service_free(svc);
 }
 

@@ -30,6 +30,7 @@ struct nb_router;
 struct l4_prefix;
 struct http_proxy;
 struct nb_access_log;
+struct nb_tcp_metrics;
 
 struct auth_geo_ops;
 
@@ -56,6 +57,8 @@ struct nb_proxy_opts {
     bool proxy_protocol;
     const struct l4_prefix *trusted;
     size_t n_trusted;
+    /* Relay metrics for the per-port routers (not owned; they take references), NULL = none. */
+    struct nb_tcp_metrics *tcp_metrics;
 };
 
 struct nb_proxy *nb_proxy_new(struct nb_loop *loop, const struct nb_proxy_opts *opts);
@@ -91,6 +94,7 @@ void nb_proxy_drain(struct nb_proxy *p);
 
 struct nb_proxy_stats {
     uint64_t services;
+    uint64_t by_mode[4]; /* services by enum nb_mapping_mode */
     uint64_t relays_active;
     uint64_t relays_total;
     uint64_t relays_rejected; /* over the per-router limit or draining */

@@ -18,6 +18,7 @@
  */
 #include "core/router.h"
 #include "auth/restrict.h"
+#include "core/tcp_metrics.h"
 #include "http/accesslog.h"
 #include "http/server.h"
 #include "platform/addr.h"
@@ -40,7 +41,8 @@
 
 struct l4t {
     int refs;
-    struct nb_l4_target t; /* strings below are owned */
+    struct nb_l4_target t;    /* strings below are owned */
+    struct nb_tcp_acct *acct; /* its account's tcp metrics (a hold), NULL without a table */
 };
 
 static char *dup_or_null(const char *s)
@@ -57,10 +59,11 @@ static void l4t_unref(struct l4t *x)
     free((char *)x->t.domain);
     free((char *)x->t.protocol);
     auth_restrict_unref(x->t.restrictions);
+    nb_tcp_acct_release(x->acct);
     free(x);
 }
 
-static struct l4t *l4t_new(const struct nb_l4_target *t)
+static struct l4t *l4t_new(struct nb_tcp_metrics *m, const struct nb_l4_target *t)
 {
     struct l4t *x = calloc(1, sizeof *x);
     if (x == NULL)
@@ -72,8 +75,10 @@ static struct l4t *l4t_new(const struct nb_l4_target *t)
     x->t.domain = dup_or_null(t->domain);
     x->t.protocol = strdup(t->protocol ? t->protocol : "tcp");
     x->t.restrictions = auth_restrict_ref(t->restrictions);
+    if (x->t.account_id)
+        x->acct = nb_tcp_acct_hold(m, x->t.account_id);
     if (x->t.service_id == NULL || x->t.account_id == NULL || x->t.protocol == NULL ||
-        (t->domain && x->t.domain == NULL)) {
+        (t->domain && x->t.domain == NULL) || (m && x->acct == NULL)) {
         x->refs = 1;
         l4t_unref(x);
         return NULL;
@@ -132,7 +137,8 @@ struct nb_router {
     struct nb_strmap sni;  /* lower-cased name -> struct route list */
     uint32_t n_sni_routes; /* routes in the map */
     struct l4t *fallback;
-    struct rconn *conns; /* every connection the router still owns */
+    struct rconn *conns;         /* every connection the router still owns */
+    struct nb_tcp_metrics *tcpm; /* a reference, or NULL */
     bool draining;
     struct nb_router_stats st;
 };
@@ -372,8 +378,11 @@ static void rconn_unlink(struct rconn *c)
         if (c->next)
             c->next->pprev = c->pprev;
         c->pprev = NULL;
-        if (c->state == RS_DIAL || c->state == RS_RELAY)
+        if (c->state == RS_DIAL || c->state == RS_RELAY) {
             c->r->st.relays_active--;
+            if (c->target->acct)
+                c->target->acct->active--;
+        }
     }
 }
 
@@ -515,6 +524,9 @@ static void relay_done(void *arg, struct nb_relay *rl, const struct nb_relay_res
     struct nb_router *r = c->r;
     const struct nb_l4_target *t = &c->target->t;
     uint64_t up = res->bytes_up + c->len; /* the replayed bytes went up too */
+    if (c->target->acct)
+        nb_tcp_metrics_relay_done(c->target->acct->m, res->ended_ms - res->started_ms, up,
+                                  res->bytes_down);
     if (c->log) {
         char ip[NB_ADDRSTRLEN] = "";
         if (c->peer.ss_family)
@@ -543,17 +555,27 @@ static void relay_done(void *arg, struct nb_relay *rl, const struct nb_relay_res
     free(c);
 }
 
+/* The backend could not be reached (no tunnel, dial error, dial timeout). */
+static void dial_failed(struct rconn *c)
+{
+    c->r->st.dial_failures++;
+    if (c->target->acct)
+        c->target->acct->dial_error++;
+}
+
 static void backend_connected(void *arg, struct nb_stream *s, const char *err)
 {
     struct rconn *c = arg;
     struct nb_router *r = c->r;
     if (err != NULL) {
-        r->st.dial_failures++;
+        dial_failed(c);
         nb_info("router", "%s: service %s: dial failed: %s", r->name, c->target->t.service_id, err);
         rconn_end(c, NULL);
         return;
     }
     nb_timer_cancel(&c->timer);
+    if (c->target->acct)
+        c->target->acct->success++;
     if (c->target->t.proxy_protocol) {
         uint8_t hdr[L4_PP_V2_ENC_MAX];
         int n = l4_pp_v2_encode((struct sockaddr *)&c->peer, (struct sockaddr *)&c->local, hdr);
@@ -586,7 +608,7 @@ static void backend_connected(void *arg, struct nb_stream *s, const char *err)
 static void backend_error(void *arg, struct nb_stream *s, const char *err)
 {
     struct rconn *c = arg;
-    c->r->st.dial_failures++;
+    dial_failed(c);
     rconn_end(c, err);
 }
 
@@ -598,7 +620,7 @@ static const struct nb_stream_cbs dial_cbs = {
 static void dial_timeout(struct nb_timer *t)
 {
     struct rconn *c = t->arg;
-    c->r->st.dial_failures++;
+    dial_failed(c);
     nb_info("router", "%s: service %s: dial timed out after %u ms", c->r->name,
             c->target->t.service_id, c->target->t.dial_timeout_ms);
     rconn_end(c, NULL);
@@ -661,27 +683,32 @@ static void to_relay(struct rconn *c, const struct nb_l4_target *t)
 {
     struct nb_router *r = c->r;
     nb_timer_cancel(&c->timer);
+    /* t points into a struct l4t owned by the route table */
+    struct l4t *x = (struct l4t *)((char *)t - offsetof(struct l4t, t));
     if (!c->addrs_set)
         (void)nb_stream_addrs(c->client, &c->local, &c->peer);
     if (t->restrictions && !relay_allowed(c, t))
         return;
     if (r->draining || r->st.relays_active >= r->max_relays) {
         r->st.relays_rejected++;
+        if (x->acct)
+            x->acct->rejected++;
         rconn_end(c, "relay limit reached");
         return;
     }
-    /* t points into a struct l4t owned by the route table */
-    c->target = (struct l4t *)((char *)t - offsetof(struct l4t, t));
+    c->target = x;
     c->target->refs++;
     c->state = RS_DIAL;
     c->log = r->access_log;
     r->st.relays_active++;
     r->st.relays_total++;
+    if (x->acct)
+        x->acct->active++;
     nb_stream_set_cbs(c->client, &waiting_client_cbs, c);
     nb_stream_pause(c->client, true);
     struct nb_dialer d;
     if (r->dialer == NULL || r->dialer(r->dialer_arg, t->account_id, t->direct, &d) != NB_OK) {
-        r->st.dial_failures++;
+        dial_failed(c);
         rconn_end(c, "the account has no tunnel");
         return;
     }
@@ -689,7 +716,7 @@ static void to_relay(struct rconn *c, const struct nb_l4_target *t)
     nb_timer_arm(r->loop, &c->timer, t->dial_timeout_ms);
     int rc = d.dial(d.ctx, (const struct sockaddr *)&t->target, &dial_cbs, c, &c->backend);
     if (rc != NB_OK) {
-        r->st.dial_failures++;
+        dial_failed(c);
         c->backend = NULL;
         rconn_end(c, nb_strerror(rc));
     }
@@ -916,6 +943,7 @@ struct nb_router *nb_router_new(struct nb_loop *loop, const struct nb_router_opt
     r->geo = o->geo;
     r->dialer = o->dialer;
     r->dialer_arg = o->dialer_arg;
+    r->tcpm = nb_tcp_metrics_ref(o->tcp_metrics);
     nb_strmap_init(&r->sni);
     return r;
 fail:
@@ -989,7 +1017,7 @@ static int add_route(struct nb_router *r, const char *sni, const char *service_i
     lower(name, sni, n);
     struct route *rt = calloc(1, sizeof *rt);
     if (rt == NULL || (rt->service_id = strdup(service_id)) == NULL ||
-        (t && (rt->tls = l4t_new(t)) == NULL)) {
+        (t && (rt->tls = l4t_new(r->tcpm, t)) == NULL)) {
         if (rt)
             route_free(rt);
         return NB_E_NOMEM;
@@ -1023,7 +1051,7 @@ int nb_router_add_tls(struct nb_router *r, const char *sni, const struct nb_l4_t
 
 int nb_router_set_fallback(struct nb_router *r, const struct nb_l4_target *t)
 {
-    struct l4t *x = l4t_new(t);
+    struct l4t *x = l4t_new(r->tcpm, t);
     if (x == NULL)
         return NB_E_NOMEM;
     if (r->fallback) {
@@ -1094,6 +1122,7 @@ void nb_router_free(struct nb_router *r)
     nb_strmap_deinit(&r->sni);
     l4t_unref(r->fallback);
     tls_ctx_unref(r->tls);
+    nb_tcp_metrics_unref(r->tcpm);
     free(r->trusted);
     free(r->name);
     free(r->scope);

@@ -49,6 +49,7 @@ struct http_server;
 struct nb_access_log;
 struct auth_restrict;
 struct auth_geo_ops;
+struct nb_tcp_metrics;
 
 /* Header read and ClientHello peek deadline (§3.7, §10.1). */
 #define NB_ROUTER_PEEK_MS 5000u
@@ -96,6 +97,8 @@ struct nb_router_opts {
     const struct auth_geo_ops *geo; /* country lookups for restricted targets (borrowed), or NULL */
     nb_router_dialer_fn dialer;
     void *dialer_arg;
+    /* Per-account relay counters, lifetimes and bytes (a reference is taken), NULL = none. */
+    struct nb_tcp_metrics *tcp_metrics;
 };
 
 struct nb_router *nb_router_new(struct nb_loop *loop, const struct nb_router_opts *o);

@@ -672,6 +672,8 @@ int http_routes_put(struct http_routes *t, struct http_service *svc)
         struct http_route_entry **ib = &t->_by_id[ih & (t->_nbuckets - 1)];
         e->inext = *ib;
         *ib = e;
+        t->_paths += svc->n_paths;
+        t->_paths -= old->n_paths;
         http_service_unref(old);
         return NB_OK;
     }
@@ -691,6 +693,7 @@ int http_routes_put(struct http_routes *t, struct http_service *svc)
     e->inext = *ib;
     *ib = e;
     t->_count++;
+    t->_paths += svc->n_paths;
     return NB_OK;
 }
 
@@ -709,6 +712,7 @@ unsigned http_routes_remove(struct http_routes *t, const char *service_id)
         }
         *pp = e->inext;
         unlink_domain(t, e);
+        t->_paths -= e->svc->n_paths;
         http_service_unref(e->svc);
         free(e);
         t->_count--;
@@ -738,4 +742,9 @@ struct http_service *http_routes_find_scoped(const struct http_routes *t, const 
 uint32_t http_routes_count(const struct http_routes *t)
 {
     return t->_count;
+}
+
+uint64_t http_routes_paths(const struct http_routes *t)
+{
+    return t->_paths;
 }

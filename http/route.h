@@ -125,6 +125,7 @@ struct http_routes {
     struct http_route_entry **_by_id;
     uint32_t _nbuckets; /* power of two, 0 before the first put */
     uint32_t _count;
+    uint64_t _paths; /* n_paths over the routed services */
 };
 
 void http_routes_init(struct http_routes *t);
@@ -156,6 +157,8 @@ struct http_service *http_routes_find_scoped(const struct http_routes *t, const 
                                              size_t host_len, const char *account_id);
 /* Number of routed domains. */
 uint32_t http_routes_count(const struct http_routes *t);
+/* Number of paths over the routed services (proxy_paths_count). */
+uint64_t http_routes_paths(const struct http_routes *t);
 
 /* ---- exported for http/rewrite.c, not API ---- */
 

@@ -8,7 +8,8 @@
 #
 #   18600 pebble ACME   18601 pebble management   18602 challtestsrv DNS   18603 its management
 #   18604 http-01 (acme_e2e, nbproxy --acme-addr)   18605 tls-alpn-01 + HTTPS (acme_e2e, nbproxy --addr)
-#   18606 the upstream of nbproxy's mapping (python3 http.server)
+#   18606 the upstream of nbproxy's mapping (python3 http.server)   18607 nbproxy --health-addr
+#   (NBT_ACME_PORT_BASE moves all eight, e.g. to run beside another copy of this script)
 #
 # Checks: 1 tls-alpn-01 issuance, curl trusting pebble's root; 2 http-01 (tls-alpn-01 refused for
 # that name, so the manager falls back to http-01 on a new order), curl; 3 cache layout (0700 /
@@ -29,7 +30,8 @@ top=$(cd "$here/../.." && pwd)
 bin=${NBPROXY_BIN:-$top/build/nbproxy}
 e2e=${ACME_E2E_BIN:-$(dirname "$bin")/tests/unit/acme/acme_e2e}
 work=$(mktemp -d /tmp/nbt-acme.XXXXXX)
-AP=18600 AM=18601 DNS=18602 DM=18603 HP=18604 TP=18605
+B=${NBT_ACME_PORT_BASE:-18600}
+AP=$B AM=$((B + 1)) DNS=$((B + 2)) DM=$((B + 3)) HP=$((B + 4)) TP=$((B + 5)) UP=$((B + 6)) MP=$((B + 7))
 pids=()
 pass=0
 fail=0
@@ -263,19 +265,20 @@ stop_pid $PEBBLE_PID
 start_pebble pebble-a.json pebble-c.log PEBBLE_WFE_NONCEREJECT=0 || bad "pebble did not start (phase 3)"
 ROOT=$work/root-pebble-c.log.pem
 mkdir -p www && echo "hello from the upstream" > www/hello.txt
-python3 -m http.server 18606 --bind 127.0.0.1 --directory www > upstream.log 2>&1 &
+python3 -m http.server $UP --bind 127.0.0.1 --directory www > upstream.log 2>&1 &
 pids+=($!)
 wg genkey > nb.key 2>/dev/null || bad "wg genkey failed"
 cat > nb.json <<JSON
 { "accounts": [ { "id": "a", "wireguard": { "privateKey": "$(cat nb.key)", "addresses": ["10.99.170.1/24"] } } ],
   "mappings": [ { "id": "web", "accountId": "a", "domain": "$N",
-                  "path": [{ "path": "/", "target": "http://127.0.0.1:18606/", "options": { "directUpstream": true } }] } ] }
+                  "path": [{ "path": "/", "target": "http://127.0.0.1:$UP/", "options": { "directUpstream": true } }] } ] }
 JSON
 NB_PID=
+metric() { curl -sS --max-time 5 "http://127.0.0.1:$MP/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
 start_nb() { # log
     env SSL_CERT_FILE="$work/minica.pem" "$bin" --config nb.json --addr 127.0.0.1:$TP --acme-certs \
         --acme-dir https://127.0.0.1:$AP/dir --cert-dir "$work/certs-nb" --acme-challenge-type http-01 \
-        --acme-addr 127.0.0.1:$HP > "$1" 2>&1 &
+        --acme-addr 127.0.0.1:$HP --health-addr 127.0.0.1:$MP > "$1" 2>&1 &
     NB_PID=$!
     pids+=($NB_PID)
 }
@@ -292,6 +295,11 @@ if wait_for 60 grep -q "$N: certificate issued" nb-1.log; then
     check "9 --acme-addr: other GETs are redirected to HTTPS ($code)" test "$code" = "302 https://$N/x?y=1"
     code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: other.test" "http://127.0.0.1:$HP/.well-known/acme-challenge/abc")
     check "9 --acme-addr: a challenge for an unregistered host is 403 ($code)" test "$code" = 403
+    n=$(metric proxy_certificate_issue_duration_ms_count)
+    check "9 /metrics: proxy_certificate_issue_duration_ms counts the one issuance ($n)" test "$n" = 1
+    s=$(metric proxy_certificate_issue_duration_ms_sum)
+    check "9 /metrics: the issuance took more than 0 ms and under the 5 min deadline ($s)" \
+        awk -v s="$s" 'BEGIN { exit !(s > 0 && s < 300000) }'
 else
     bad "9 nbproxy got no certificate for $N: $(tail -5 nb-1.log)"
 fi
@@ -302,6 +310,8 @@ check "9 restart: the certificate is loaded from the cache" wait_for 15 grep -q 
 out=$(curl -sS --max-time 5 --cacert "$ROOT" --resolve "$N:$TP:127.0.0.1" "https://$N:$TP/hello.txt" 2>&1)
 check "9 restart: HTTPS still verifies with pebble's root" test "$out" = "hello from the upstream"
 check "9 restart: no new order at pebble" test "$(count 'Added order' pebble-c.log)" = "$orders"
+n=$(metric proxy_certificate_issue_duration_ms_count)
+check "9 restart: a certificate from the cache is not an issuance (count $n)" test "$n" = 0
 stop_pid $NB_PID
 check "9 nbproxy logged no secret (no PRIVATE KEY material in its logs)" bash -c "! grep -q 'PRIVATE KEY' nb-1.log nb-2.log"
 stop_pid $PEBBLE_PID
