@@ -538,14 +538,7 @@ static void test_eof_during_peek(void **state)
     nb_stream_close(c2.s, true);
     nb_listener_close(rl);
     nb_router_free(r);
-    spin(50);
-    assert_int_equal(nb_relay_live(), 0);
-    nb_listener_close(el);
-    for (int i = 0; i < 8; i++)
-        if (echo_conns[i])
-            nb_stream_close(echo_conns[i], true);
-    spin(20);
-    nb_loop_free(loop);
+    end_relay_test(el);
 }
 
 /* ---- the plain channel replays the peeked bytes ---- */
