@@ -26,6 +26,7 @@ struct auth_restrict {
     uint32_t refs;
     struct cidr *allow, *block;
     size_t n_allow, n_block;
+    bool allow_none; /* an allow-list was given but none of it parsed: nothing is allowed */
     char (*allow_cc)[3];
     char (*block_cc)[3];
     size_t n_allow_cc, n_block_cc;
@@ -233,6 +234,15 @@ int auth_restrict_new(const struct auth_restrict_spec *spec, struct auth_restric
     }
     if (n_skipped)
         *n_skipped = skipped;
+    if (spec->n_allowed_cidrs > 0 && f->n_allow == 0) {
+        /* The reference skips invalid entries and so would open the service to everyone when
+         * all of them are invalid; an operator who wrote an allow-list meant to restrict. */
+        f->allow_none = true;
+        nb_error("restrict",
+                 "none of the %zu allowed CIDR(s) is valid: the service admits no "
+                 "client until the allow-list is fixed",
+                 spec->n_allowed_cidrs);
+    }
     if (cs == AUTH_CROWDSEC_ENFORCE)
         nb_warn("restrict", "crowdsec mode enforce: this build has no CrowdSec bouncer, every "
                             "client of the service is denied (crowdsec_unavailable)");
@@ -297,7 +307,7 @@ enum auth_verdict auth_restrict_check(const struct auth_restrict *f, const struc
     if (ip == NULL)
         return AUTH_DENY_IP;
     /* 1. CIDR: allow-list, then block-list. */
-    if (f->n_allow && !any_cidr(f->allow, f->n_allow, ip))
+    if (f->allow_none || (f->n_allow && !any_cidr(f->allow, f->n_allow, ip)))
         return AUTH_DENY_IP;
     if (any_cidr(f->block, f->n_block, ip))
         return AUTH_DENY_IP;

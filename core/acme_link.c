@@ -297,5 +297,10 @@ bool nb_acme_link_ready(struct nb_acme_link *l, const char *domain)
 
 void nb_acme_link_stats(const struct nb_acme_link *l, struct acme_mgr_stats *st)
 {
+    if (l->mgr == NULL) { /* made by nb_acme_link_new_ops(): no manager, nothing counted */
+        memset(st, 0, sizeof *st);
+        nb_hist_init(&st->issue_ms, nb_hist_bounds_sync_ms, 11);
+        return;
+    }
     acme_mgr_stats(l->mgr, st);
 }

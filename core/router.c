@@ -574,8 +574,6 @@ static void backend_connected(void *arg, struct nb_stream *s, const char *err)
         return;
     }
     nb_timer_cancel(&c->timer);
-    if (c->target->acct)
-        c->target->acct->success++;
     if (c->target->t.proxy_protocol) {
         uint8_t hdr[L4_PP_V2_ENC_MAX];
         int n = l4_pp_v2_encode((struct sockaddr *)&c->peer, (struct sockaddr *)&c->local, hdr);
@@ -601,8 +599,14 @@ static void backend_connected(void *arg, struct nb_stream *s, const char *err)
     struct nb_stream *client = c->client, *backend = c->backend;
     c->client = c->backend = NULL; /* the relay owns them now (also on failure) */
     c->state = RS_RELAY;
-    if (nb_relay_start(r->loop, client, backend, &ro, relay_done, c, &c->relay) != NB_OK)
+    if (nb_relay_start(r->loop, client, backend, &ro, relay_done, c, &c->relay) != NB_OK) {
         rconn_end(c, "out of memory starting a relay");
+        return;
+    }
+    /* counted once the relay runs (the reference's TCPRelayStarted: after the dial and the
+     * PROXY header) */
+    if (c->target->acct)
+        c->target->acct->success++;
 }
 
 static void backend_error(void *arg, struct nb_stream *s, const char *err)

@@ -5,6 +5,7 @@
  * accepts (%.17g for values, integers printed as integers).
  */
 #include "platform/metrics.h"
+#include "platform/utf8.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -97,18 +98,27 @@ static void put_value(struct nb_prom *p, double v)
         putf(p, "%.17g", v);
 }
 
-/* Label values: backslash, double quote and newline are escaped. */
+/* Label values: backslash, double quote and newline are escaped; a byte that does not start a
+ * valid UTF-8 sequence becomes U+FFFD (the text format is UTF-8, and one bad value, e.g. an
+ * account id from the wire, would make Prometheus reject the whole scrape). */
 static void put_label_value(struct nb_prom *p, const char *v)
 {
-    for (; *v; v++) {
-        if (*v == '\\')
+    size_t left = strlen(v);
+    while (left) {
+        size_t k = nb_utf8_seq((const unsigned char *)v, left);
+        if (k == 0)
+            puts_(p, "\xef\xbf\xbd");
+        else if (*v == '\\')
             puts_(p, "\\\\");
         else if (*v == '"')
             puts_(p, "\\\"");
         else if (*v == '\n')
             puts_(p, "\\n");
         else
-            put(p, v, 1);
+            put(p, v, k);
+        k = k ? k : 1;
+        v += k;
+        left -= k;
     }
 }
 

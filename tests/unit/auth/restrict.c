@@ -173,10 +173,13 @@ static const struct mcase matrix[] = {
     /* an unresolved client address is denied whenever a filter exists */
     {__LINE__, L("0.0.0.0/0"), NULL, NULL, NULL, NULL, G, false, NULL, AUTH_DENY_IP},
     {__LINE__, NULL, NULL, NULL, NULL, "observe", G, false, NULL, AUTH_DENY_IP},
-    /* invalid entries are skipped: an allow-list of only invalid entries is no allow-list */
+    /* invalid entries are skipped, but an allow-list of only invalid entries admits nobody
+     * (the reference would admit everybody: docs/configuration.md) */
+    {__LINE__, L("bogus", "10.0.0.0/33"), NULL, NULL, NULL, NULL, G, false, "10.0.0.1", AUTH_DENY_IP},
+    {__LINE__, L("bogus"), NULL, NULL, NULL, NULL, G, true, "10.0.0.1", AUTH_DENY_IP},
     {__LINE__, L("bogus", "10.0.0.0/8"), NULL, NULL, NULL, NULL, G, false, "10.0.0.1", AUTH_ALLOW},
     {__LINE__, L("bogus", "10.0.0.0/8"), NULL, NULL, NULL, NULL, G, false, "11.0.0.1", AUTH_DENY_IP},
-    {__LINE__, L("10.0.0.1"), L("11.0.0.0/33"), NULL, NULL, "observe", G, false, "12.0.0.1", AUTH_ALLOW},
+    {__LINE__, L("10.0.0.1"), L("11.0.0.0/33"), NULL, NULL, "observe", G, false, "12.0.0.1", AUTH_DENY_IP},
 };
 /* clang-format on */
 

@@ -51,6 +51,16 @@ static void test_samples_and_escaping(void **state)
     assert_string_equal(p.buf, "# HELP y_total two\\nlines \\\\ here\n# TYPE y_total counter\n"
                                "y_total{account_id=\"a\\\"b\\\\c\\nd\",result=\"ok\"} 12345678901\n"
                                "y_total 0.25\n");
+    /* A value that is not UTF-8 (bytes from the wire): each bad byte becomes U+FFFD, valid
+     * multi-byte sequences pass whole. */
+    nb_prom_free(&p);
+    nb_prom_init(&p);
+    const char *bad[] = {"account_id", "a\xff\xc3\xa9\xed\xa0\x80z", NULL};
+    nb_prom_sample(&p, "u", bad, 1);
+    assert_string_equal(p.buf, "u{account_id=\"a\xef\xbf\xbd\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd"
+                               "\xef\xbf\xbdz\"} 1\n");
+    nb_prom_free(&p);
+    nb_prom_init(&p);
     /* Growth past the first buffer keeps everything. */
     for (int i = 0; i < 2000; i++)
         nb_prom_sample(&p, "z", NULL, i);
