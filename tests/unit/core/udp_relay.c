@@ -3,7 +3,8 @@
  * core/udp_relay: the session table, limit, creation rate limiter and idle reaping, with real
  * host UDP sockets on 127.0.0.1 for the clients and an in-memory backend (a fake dialer whose
  * flows echo every datagram back from a deferred call, as a tunnel would from the loop). Time
- * is a fake clock (loop clock + skew) so reaping and refills are exact, not timed.
+ * is a fake clock (frozen at the start of each test, moved by skew) so reaping and refills are
+ * exact, not timed; test_idle_timer alone runs on the loop's clock.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,11 +28,15 @@
 
 static struct nb_loop *loop;
 static uint64_t skew;
+static uint64_t frozen_ms; /* the relay's clock: frozen at h_start, moved only by skew */
+static bool real_clock;    /* test_idle_timer: the loop's clock (its timers must see time pass) */
 
 static uint64_t fake_now(void *ctx)
 {
     (void)ctx;
-    return nb_loop_now_ms(loop) + skew;
+    /* Frozen, so a slow run (ASan, a loaded machine) cannot age a session between two steps of
+     * a test: reaping and refills depend on skew alone. */
+    return (real_clock ? nb_loop_now_ms(loop) : frozen_ms) + skew;
 }
 
 /* ---- fake backend ---- */
@@ -159,6 +164,8 @@ static void h_start(struct h *h, uint32_t max_sessions, uint32_t rate, uint32_t 
     memset(&net, 0, sizeof net);
     nrecs = 0;
     skew = 0;
+    frozen_ms = nb_loop_now_ms(loop);
+    real_clock = false;
     assert_int_equal(nb_access_log_new(NULL, NULL, &h->log), NB_OK);
     assert_int_equal(nb_access_log_add_sink(h->log, sink, NULL), NB_OK);
     struct sockaddr_storage la, ta;
@@ -448,6 +455,7 @@ static void test_idle_timer(void **state)
     (void)state;
     struct h h;
     h_start(&h, 0, 0, 0, 50);
+    real_clock = true;
     uint8_t buf[16];
     send_from(&h, 0, "a", 1);
     assert_int_equal(recv_on(&h, 0, buf, sizeof buf), 1);
