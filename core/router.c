@@ -637,6 +637,8 @@ static void client_wait_error(void *arg, struct nb_stream *s, const char *err)
 
 static void client_wait_eof(void *arg, struct nb_stream *s)
 {
+    /* A paused stream should not read on, but if its EOF came anyway, the relay gets it. */
+    ((struct rconn *)arg)->client_eof = true;
 }
 
 static const struct nb_stream_cbs waiting_client_cbs = {
