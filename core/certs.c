@@ -13,7 +13,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,18 +49,6 @@ struct nb_certs {
     uint32_t debounce_ms, poll_ms;
     struct nb_certs_stats st;
 };
-
-static int errf(char *err, size_t len, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int errf(char *err, size_t len, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && len)
-        vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-    return rc;
-}
 
 static const char *serial_hex(const struct tls_cert *c, char out[80])
 {
@@ -110,8 +97,8 @@ static int load_static(struct nb_certs *c, bool initial, char *err, size_t errle
     int rc = tls_cert_load_pem(c->cert_path, c->key_path, &n);
     if (rc != NB_OK) {
         if (initial)
-            return errf(err, errlen, rc, "certificate %s / key %s: %s", c->cert_path, c->key_path,
-                        rc == NB_E_IO ? strerror(errno) : nb_strerror(rc));
+            return nb_errf(err, errlen, rc, "certificate %s / key %s: %s", c->cert_path,
+                           c->key_path, rc == NB_E_IO ? strerror(errno) : nb_strerror(rc));
         c->st.reload_failures++;
         nb_warn("certs", "reloading %s: %s; keeping the current certificate", c->cert_path,
                 nb_strerror(rc));
@@ -167,8 +154,8 @@ static int load_wildcards(struct nb_certs *c, bool initial, char *err, size_t er
     DIR *d = opendir(c->wildcard_dir);
     if (d == NULL) {
         if (initial)
-            return errf(err, errlen, NB_E_IO, "--wildcard-cert-dir %s: %s", c->wildcard_dir,
-                        strerror(errno));
+            return nb_errf(err, errlen, NB_E_IO, "--wildcard-cert-dir %s: %s", c->wildcard_dir,
+                           strerror(errno));
         c->st.reload_failures++;
         nb_warn("certs", "wildcard directory %s: %s; keeping the current certificates",
                 c->wildcard_dir, strerror(errno));
@@ -225,9 +212,9 @@ static int load_wildcards(struct nb_certs *c, bool initial, char *err, size_t er
             any = has_wildcard_san(nv[i].cert);
         if (!any) {
             free_wc(nv, nn);
-            return errf(err, errlen, NB_E_INVAL,
-                        "--wildcard-cert-dir %s: no certificate with a wildcard (*.domain) name",
-                        c->wildcard_dir);
+            return nb_errf(err, errlen, NB_E_INVAL,
+                           "--wildcard-cert-dir %s: no certificate with a wildcard (*.domain) name",
+                           c->wildcard_dir);
         }
     }
     free_wc(c->wc, c->n_wc);
@@ -372,7 +359,7 @@ int nb_certs_new(struct nb_loop *loop, const struct nb_certs_opts *o, struct nb_
     if (c->stat == NULL && o->n_selfsigned) {
         rc = tls_selfsigned_new(o->selfsigned_names, o->n_selfsigned, 0, &c->self);
         if (rc != NB_OK) {
-            errf(err, errlen, rc, "cannot make a self-signed certificate: %s", nb_strerror(rc));
+            nb_errf(err, errlen, rc, "cannot make a self-signed certificate: %s", nb_strerror(rc));
             goto fail;
         }
         c->st.selfsigned = true;

@@ -22,7 +22,6 @@
 #include "platform/strmap.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,18 +69,6 @@ struct nb_proxy {
     struct nb_proxy_stats st;
     struct nb_router_stats gone; /* counters of per-port routers already freed */
 };
-
-static int errf(char *err, size_t len, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int errf(char *err, size_t len, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && len)
-        vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-    return rc;
-}
 
 struct nb_proxy *nb_proxy_new(struct nb_loop *loop, const struct nb_proxy_opts *opts)
 {
@@ -181,9 +168,10 @@ static int router_for(struct nb_proxy *p, int32_t port, struct nb_router **out, 
 {
     if (is_main_port(p, port)) {
         if (p->opts.main_router == NULL)
-            return errf(err, errlen, NB_E_UNSUPPORTED,
-                        "listen port %d needs the main TLS listener (--addr), which is not running",
-                        (int)port);
+            return nb_errf(
+                err, errlen, NB_E_UNSUPPORTED,
+                "listen port %d needs the main TLS listener (--addr), which is not running",
+                (int)port);
         *out = p->opts.main_router;
         return NB_OK;
     }
@@ -195,7 +183,7 @@ static int router_for(struct nb_proxy *p, int32_t port, struct nb_router **out, 
         return NB_OK;
     }
     if (p->draining)
-        return errf(err, errlen, NB_E_CLOSED, "shutting down");
+        return nb_errf(err, errlen, NB_E_CLOSED, "shutting down");
     char name[32];
     snprintf(name, sizeof name, "port %d", (int)port);
     struct nb_router_opts ro = {
@@ -223,7 +211,7 @@ static int router_for(struct nb_proxy *p, int32_t port, struct nb_router **out, 
              (int)port);
     int rc = NB_E_INVAL;
     if (nb_addr_parse(lbuf, &la, &tl) != NB_OK) {
-        errf(err, errlen, NB_E_INVAL, "bad listen address %s", lbuf);
+        nb_errf(err, errlen, NB_E_INVAL, "bad listen address %s", lbuf);
         goto fail;
     }
     rc = nb_tcp_listen(p->loop, (struct sockaddr *)&la, 1024, nb_router_accept_cb, pr->router,
@@ -235,7 +223,7 @@ static int router_for(struct nb_proxy *p, int32_t port, struct nb_router **out, 
                            &pr->listener);
     }
     if (rc != NB_OK) {
-        errf(err, errlen, NB_E_IO, "listen on port %d: %s", (int)port, strerror(errno));
+        nb_errf(err, errlen, NB_E_IO, "listen on port %d: %s", (int)port, strerror(errno));
         goto fail;
     }
     if (nb_strmap_put(&p->by_port, pk, pr, NULL) != NB_OK) {
@@ -352,19 +340,19 @@ static int setup_l4(struct nb_proxy *p, const struct nb_mapping *m, enum nb_mapp
                     char *err, size_t errlen)
 {
     if (m->listen_port < 0 || m->listen_port > 65535)
-        return errf(err, errlen, NB_E_INVAL, "invalid listen port %d", m->listen_port);
+        return nb_errf(err, errlen, NB_E_INVAL, "invalid listen port %d", m->listen_port);
     if (p->opts.wg_port && m->listen_port == p->opts.wg_port)
-        return errf(err, errlen, NB_E_INVAL, "listen port %d conflicts with tunnel port",
-                    m->listen_port);
+        return nb_errf(err, errlen, NB_E_INVAL, "listen port %d conflicts with tunnel port",
+                       m->listen_port);
     if (m->n_paths == 0 || m->paths[0].target == NULL || m->paths[0].target[0] == '\0')
-        return errf(err, errlen, NB_E_INVAL, "empty target address");
+        return nb_errf(err, errlen, NB_E_INVAL, "empty target address");
     if (mode == NB_MODE_TLS && (m->domain == NULL || m->domain[0] == '\0'))
-        return errf(err, errlen, NB_E_INVAL, "tls mappings need a domain (the SNI to route)");
+        return nb_errf(err, errlen, NB_E_INVAL, "tls mappings need a domain (the SNI to route)");
     const struct nb_target_options *o = &m->paths[0].options;
     struct account *a = find_account(p, m->account_id ? m->account_id : "");
     if (a == NULL && !p->opts.accounts_later && !o->direct_upstream)
-        return errf(err, errlen, NB_E_NOTFOUND, "account %s has no tunnel",
-                    m->account_id ? m->account_id : "");
+        return nb_errf(err, errlen, NB_E_NOTFOUND, "account %s has no tunnel",
+                       m->account_id ? m->account_id : "");
     struct nb_l4_target t = {
         .service_id = m->id,
         .account_id = m->account_id ? m->account_id : "",
@@ -380,7 +368,7 @@ static int setup_l4(struct nb_proxy *p, const struct nb_mapping *m, enum nb_mapp
     };
     socklen_t tl;
     if (nb_addr_parse(m->paths[0].target, &t.target, &tl) != NB_OK)
-        return errf(err, errlen, NB_E_INVAL, "target \"%s\" is not ip:port", m->paths[0].target);
+        return nb_errf(err, errlen, NB_E_INVAL, "target \"%s\" is not ip:port", m->paths[0].target);
     struct service *svc = calloc(1, sizeof *svc);
     if (svc == NULL)
         return NB_E_NOMEM;
@@ -398,7 +386,7 @@ static int setup_l4(struct nb_proxy *p, const struct nb_mapping *m, enum nb_mapp
     rc = mode == NB_MODE_TLS ? nb_router_add_tls(svc->router, m->domain, &t)
                              : nb_router_set_fallback(svc->router, &t);
     if (rc != NB_OK) {
-        errf(err, errlen, rc, "%s", rc == NB_E_INVAL ? "invalid domain" : "out of memory");
+        nb_errf(err, errlen, rc, "%s", rc == NB_E_INVAL ? "invalid domain" : "out of memory");
         goto fail_route;
     }
     if ((rc = link_service(p, svc)) != NB_OK)
@@ -428,25 +416,25 @@ fail:
 static int setup_udp(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen)
 {
     if (m->listen_port < 1 || m->listen_port > 65535)
-        return errf(err, errlen, NB_E_INVAL, "invalid listen port %d", m->listen_port);
+        return nb_errf(err, errlen, NB_E_INVAL, "invalid listen port %d", m->listen_port);
     if (p->opts.wg_port && m->listen_port == p->opts.wg_port)
-        return errf(err, errlen, NB_E_INVAL, "listen port %d conflicts with tunnel port",
-                    m->listen_port);
+        return nb_errf(err, errlen, NB_E_INVAL, "listen port %d conflicts with tunnel port",
+                       m->listen_port);
     if (m->n_paths == 0 || m->paths[0].target == NULL || m->paths[0].target[0] == '\0')
-        return errf(err, errlen, NB_E_INVAL, "empty target address");
+        return nb_errf(err, errlen, NB_E_INVAL, "empty target address");
     const char *acct = m->account_id ? m->account_id : "";
     struct account *a = find_account(p, acct);
     if (a == NULL || a->udp.dial == NULL)
-        return errf(err, errlen, NB_E_NOTFOUND, "account %s has no tunnel", acct);
+        return nb_errf(err, errlen, NB_E_NOTFOUND, "account %s has no tunnel", acct);
     struct sockaddr_storage target, la;
     socklen_t tl;
     if (nb_addr_parse(m->paths[0].target, &target, &tl) != NB_OK)
-        return errf(err, errlen, NB_E_INVAL, "target \"%s\" is not ip:port", m->paths[0].target);
+        return nb_errf(err, errlen, NB_E_INVAL, "target \"%s\" is not ip:port", m->paths[0].target);
     char lbuf[NB_ADDRSTRLEN + 8];
     snprintf(lbuf, sizeof lbuf, "%s:%d", p->opts.listen_host ? p->opts.listen_host : "[::]",
              m->listen_port);
     if (nb_addr_parse(lbuf, &la, &tl) != NB_OK)
-        return errf(err, errlen, NB_E_INVAL, "bad listen address %s", lbuf);
+        return nb_errf(err, errlen, NB_E_INVAL, "bad listen address %s", lbuf);
     struct service *svc = calloc(1, sizeof *svc);
     if (svc == NULL)
         return NB_E_NOMEM;
@@ -487,7 +475,7 @@ static int setup_udp(struct nb_proxy *p, const struct nb_mapping *m, char *err, 
         rc = nb_udp_relay_new(p->loop, &ro, &svc->udp, rerr, sizeof rerr);
     }
     if (rc != NB_OK) {
-        rc = errf(err, errlen, rc, "%s", rerr[0] ? rerr : nb_strerror(rc));
+        rc = nb_errf(err, errlen, rc, "%s", rerr[0] ? rerr : nb_strerror(rc));
         goto fail;
     }
     if (link_service(p, svc) != NB_OK) {
@@ -515,14 +503,15 @@ fail:
 static int setup_http(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen)
 {
     if (p->opts.http == NULL)
-        return errf(err, errlen, NB_E_UNSUPPORTED,
-                    "HTTP mappings need an HTTP listener (--http-addr or --private)");
+        return nb_errf(err, errlen, NB_E_UNSUPPORTED,
+                       "HTTP mappings need an HTTP listener (--http-addr or --private)");
     const struct nb_auth *au = &m->auth;
     if (au->password || au->pin || au->oidc || au->n_header_auths)
-        return errf(err, errlen, NB_E_UNSUPPORTED,
-                    "authentication schemes (password, PIN, OIDC, header) are not supported yet; "
-                    "%s is not exposed without them",
-                    m->domain ? m->domain : m->id);
+        return nb_errf(
+            err, errlen, NB_E_UNSUPPORTED,
+            "authentication schemes (password, PIN, OIDC, header) are not supported yet; "
+            "%s is not exposed without them",
+            m->domain ? m->domain : m->id);
     struct service *svc = calloc(1, sizeof *svc);
     if (svc == NULL)
         return NB_E_NOMEM;
@@ -541,8 +530,8 @@ static int setup_http(struct nb_proxy *p, const struct nb_mapping *m, char *err,
         struct http_service *hs = NULL;
         int rc = http_service_new(m, &hs, warn, sizeof warn);
         if (rc != NB_OK) {
-            errf(err, errlen, rc, "%s",
-                 rc == NB_E_INVAL ? "mapping without id or domain" : "out of memory");
+            nb_errf(err, errlen, rc, "%s",
+                    rc == NB_E_INVAL ? "mapping without id or domain" : "out of memory");
         } else {
             rc = http_proxy_add(p->opts.http, hs, err, errlen);
             http_service_unref(hs); /* the table holds its own reference */
@@ -572,7 +561,7 @@ static int setup_http(struct nb_proxy *p, const struct nb_mapping *m, char *err,
              m->domain ? m->domain : "", m->n_paths, svc->account_id);
     if (warn[0]) {
         nb_warn("proxy", "service %s: %s", svc->id, warn);
-        errf(err, errlen, NB_OK, "%s", warn);
+        nb_errf(err, errlen, NB_OK, "%s", warn);
     }
     return NB_OK;
 }
@@ -580,7 +569,7 @@ static int setup_http(struct nb_proxy *p, const struct nb_mapping *m, char *err,
 int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, size_t errlen)
 {
     if (m->id == NULL || m->id[0] == '\0')
-        return errf(err, errlen, NB_E_INVAL, "mapping without id");
+        return nb_errf(err, errlen, NB_E_INVAL, "mapping without id");
     switch (m->type) {
     case NB_UPDATE_REMOVED:
         remove_service(p, m->id);
@@ -589,7 +578,7 @@ int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, si
     case NB_UPDATE_MODIFIED:
         break;
     default:
-        return errf(err, errlen, NB_E_INVAL, "unknown update type %d", (int)m->type);
+        return nb_errf(err, errlen, NB_E_INVAL, "unknown update type %d", (int)m->type);
     }
     /* Both create and modify replace the previous routes of this service (one code path; the
      * reference's stale-route quirk on CREATED for a known id is not reproduced). */
@@ -604,8 +593,8 @@ int nb_proxy_apply(struct nb_proxy *p, const struct nb_mapping *m, char *err, si
     case NB_MODE_UDP:
         return setup_udp(p, m, err, errlen);
     }
-    return errf(err, errlen, NB_E_UNSUPPORTED, "mode \"%s\" is not supported yet",
-                m->mode ? m->mode : "");
+    return nb_errf(err, errlen, NB_E_UNSUPPORTED, "mode \"%s\" is not supported yet",
+                   m->mode ? m->mode : "");
 }
 
 void nb_proxy_drain(struct nb_proxy *p)

@@ -10,26 +10,12 @@
 #include "auth/restrict.h"
 #include "platform/err.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Duration's documented range: about 10 000 years. */
 #define DURATION_MAX_SECONDS 315576000000ll
-
-static int failf(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int failf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 static char *dup_str(const char *s)
 {
@@ -103,11 +89,11 @@ static int decode_headers(const Management__PathTargetOptions *o, struct nb_targ
     if (n == 0)
         return NB_OK;
     if (n > UINT32_MAX)
-        return failf(err, errlen, NB_E_INVAL, "paths[%u].options.custom_headers: too many", pi);
+        return nb_errf(err, errlen, NB_E_INVAL, "paths[%u].options.custom_headers: too many", pi);
     refs = calloc(n, sizeof *refs);
     t->custom_headers = calloc(n, sizeof *t->custom_headers);
     if (refs == NULL || t->custom_headers == NULL) {
-        rc = failf(err, errlen, NB_E_NOMEM, "out of memory");
+        rc = nb_errf(err, errlen, NB_E_NOMEM, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -116,14 +102,14 @@ static int decode_headers(const Management__PathTargetOptions *o, struct nb_targ
         refs[i].value = e && e->value ? e->value : "";
         refs[i].idx = i;
         if (!is_token(refs[i].key)) {
-            rc = failf(err, errlen, NB_E_INVAL,
-                       "paths[%u].options.custom_headers: invalid header name", pi);
+            rc = nb_errf(err, errlen, NB_E_INVAL,
+                         "paths[%u].options.custom_headers: invalid header name", pi);
             goto out;
         }
         if (!is_field_value(refs[i].value)) {
-            rc =
-                failf(err, errlen, NB_E_INVAL,
-                      "paths[%u].options.custom_headers: invalid value for %.64s", pi, refs[i].key);
+            rc = nb_errf(err, errlen, NB_E_INVAL,
+                         "paths[%u].options.custom_headers: invalid value for %.64s", pi,
+                         refs[i].key);
             goto out;
         }
     }
@@ -136,7 +122,7 @@ static int decode_headers(const Management__PathTargetOptions *o, struct nb_targ
         kv->value = strdup(refs[i].value);
         t->n_custom_headers = (uint32_t)++kept;
         if (kv->name == NULL || kv->value == NULL) {
-            rc = failf(err, errlen, NB_E_NOMEM, "out of memory");
+            rc = nb_errf(err, errlen, NB_E_NOMEM, "out of memory");
             goto out;
         }
     }
@@ -155,7 +141,7 @@ static int decode_path(const Management__PathMapping *p, struct nb_path_mapping 
     out->path = dup_str(p ? p->path : NULL);
     out->target = dup_str(p ? p->target : NULL);
     if (out->path == NULL || out->target == NULL)
-        return failf(err, errlen, NB_E_NOMEM, "out of memory");
+        return nb_errf(err, errlen, NB_E_NOMEM, "out of memory");
     if (o == NULL)
         return NB_OK;
     t->skip_tls_verify = o->skip_tls_verify;
@@ -166,11 +152,11 @@ static int decode_path(const Management__PathMapping *p, struct nb_path_mapping 
     t->direct_upstream = o->direct_upstream;
     t->disable_access_log = o->disable_access_log;
     if (mgmt_duration_ms(o->request_timeout, &t->request_timeout_ms) != NB_OK)
-        return failf(err, errlen, NB_E_INVAL, "paths[%u].options.request_timeout: invalid duration",
-                     pi);
+        return nb_errf(err, errlen, NB_E_INVAL,
+                       "paths[%u].options.request_timeout: invalid duration", pi);
     if (mgmt_duration_ms(o->session_idle_timeout, &t->session_idle_timeout_ms) != NB_OK)
-        return failf(err, errlen, NB_E_INVAL,
-                     "paths[%u].options.session_idle_timeout: invalid duration", pi);
+        return nb_errf(err, errlen, NB_E_INVAL,
+                       "paths[%u].options.session_idle_timeout: invalid duration", pi);
     if ((rc = decode_headers(o, t, pi, err, errlen)) != NB_OK)
         return rc;
     return NB_OK;
@@ -186,14 +172,14 @@ static int decode_auth(const Management__Authentication *a, struct nb_auth *out,
     out->pin = a->pin;
     out->oidc = a->oidc;
     if (a->session_key && a->session_key[0] && (out->session_key = strdup(a->session_key)) == NULL)
-        return failf(err, errlen, NB_E_NOMEM, "out of memory");
+        return nb_errf(err, errlen, NB_E_NOMEM, "out of memory");
     if (a->n_header_auths == 0)
         return NB_OK;
     if (a->n_header_auths > UINT32_MAX)
-        return failf(err, errlen, NB_E_INVAL, "auth.header_auths: too many");
+        return nb_errf(err, errlen, NB_E_INVAL, "auth.header_auths: too many");
     out->header_auths = calloc(a->n_header_auths, sizeof *out->header_auths);
     if (out->header_auths == NULL)
-        return failf(err, errlen, NB_E_NOMEM, "out of memory");
+        return nb_errf(err, errlen, NB_E_NOMEM, "out of memory");
     for (size_t i = 0; i < a->n_header_auths; i++) {
         const Management__HeaderAuth *h = a->header_auths[i];
         struct nb_header_auth *ha = &out->header_auths[i];
@@ -201,9 +187,10 @@ static int decode_auth(const Management__Authentication *a, struct nb_auth *out,
         ha->header = dup_str(h ? h->header : NULL);
         ha->hashed_value = dup_str(h ? h->hashed_value : NULL);
         if (ha->header == NULL || ha->hashed_value == NULL)
-            return failf(err, errlen, NB_E_NOMEM, "out of memory");
+            return nb_errf(err, errlen, NB_E_NOMEM, "out of memory");
         if (!is_token(ha->header))
-            return failf(err, errlen, NB_E_INVAL, "auth.header_auths[%zu].header: invalid name", i);
+            return nb_errf(err, errlen, NB_E_INVAL, "auth.header_auths[%zu].header: invalid name",
+                           i);
     }
     return NB_OK;
 }
@@ -219,7 +206,7 @@ int mgmt_mapping_decode(const Management__ProxyMapping *pm, struct nb_mapping *o
     if (errlen)
         err[0] = '\0';
     if (pm == NULL)
-        return failf(err, errlen, NB_E_INVAL, "no mapping");
+        return nb_errf(err, errlen, NB_E_INVAL, "no mapping");
 
     switch (pm->type) {
     case MANAGEMENT__PROXY_MAPPING_UPDATE_TYPE__UPDATE_TYPE_CREATED:
@@ -232,14 +219,14 @@ int mgmt_mapping_decode(const Management__ProxyMapping *pm, struct nb_mapping *o
         m.type = NB_UPDATE_REMOVED;
         break;
     default:
-        return failf(err, errlen, NB_E_INVAL, "unknown update type %d", (int)pm->type);
+        return nb_errf(err, errlen, NB_E_INVAL, "unknown update type %d", (int)pm->type);
     }
     if (pm->id == NULL || pm->id[0] == '\0')
-        return failf(err, errlen, NB_E_INVAL, "mapping without id");
+        return nb_errf(err, errlen, NB_E_INVAL, "mapping without id");
     if (m.type != NB_UPDATE_REMOVED && (pm->account_id == NULL || pm->account_id[0] == '\0'))
-        return failf(err, errlen, NB_E_INVAL, "mapping without account_id");
+        return nb_errf(err, errlen, NB_E_INVAL, "mapping without account_id");
     if (pm->listen_port < 0 || pm->listen_port > 65535)
-        return failf(err, errlen, NB_E_INVAL, "invalid listen port %d", (int)pm->listen_port);
+        return nb_errf(err, errlen, NB_E_INVAL, "invalid listen port %d", (int)pm->listen_port);
 
     m.pass_host_header = pm->pass_host_header;
     m.rewrite_redirects = pm->rewrite_redirects;
@@ -250,21 +237,21 @@ int mgmt_mapping_decode(const Management__ProxyMapping *pm, struct nb_mapping *o
     m.domain = dup_str(pm->domain);
     m.mode = dup_str(pm->mode);
     if (!m.id || !m.account_id || !m.domain || !m.mode) {
-        rc = failf(err, errlen, NB_E_NOMEM, "out of memory");
+        rc = nb_errf(err, errlen, NB_E_NOMEM, "out of memory");
         goto out;
     }
     if (pm->auth_token && pm->auth_token[0] && (m.auth_token = strdup(pm->auth_token)) == NULL) {
-        rc = failf(err, errlen, NB_E_NOMEM, "out of memory");
+        rc = nb_errf(err, errlen, NB_E_NOMEM, "out of memory");
         goto out;
     }
     if (pm->n_path > UINT32_MAX) {
-        rc = failf(err, errlen, NB_E_INVAL, "too many paths");
+        rc = nb_errf(err, errlen, NB_E_INVAL, "too many paths");
         goto out;
     }
     if (pm->n_path) {
         m.paths = calloc(pm->n_path, sizeof *m.paths);
         if (m.paths == NULL) {
-            rc = failf(err, errlen, NB_E_NOMEM, "out of memory");
+            rc = nb_errf(err, errlen, NB_E_NOMEM, "out of memory");
             goto out;
         }
         for (size_t i = 0; i < pm->n_path; i++) {
@@ -289,7 +276,7 @@ int mgmt_mapping_decode(const Management__ProxyMapping *pm, struct nb_mapping *o
             .crowdsec_mode = ar->crowdsec_mode,
         };
         if (auth_restrict_new(&spec, &m.restrictions, NULL) != NB_OK) {
-            rc = failf(err, errlen, NB_E_NOMEM, "out of memory");
+            rc = nb_errf(err, errlen, NB_E_NOMEM, "out of memory");
             goto out;
         }
     }

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include "platform/err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *nb_strerror(int err)
 {
     switch (err) {
@@ -45,4 +48,15 @@ const char *nb_strerror(int err)
     default:
         return "unknown error";
     }
+}
+
+int nb_errf(char *err, size_t len, int rc, const char *fmt, ...)
+{
+    if (err && len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, len, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
 }

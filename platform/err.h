@@ -2,6 +2,8 @@
 #ifndef NB_PLATFORM_ERR_H
 #define NB_PLATFORM_ERR_H
 
+#include <stddef.h>
+
 /*
  * One status type for the whole tree (house style §8.14-16). NB_OK is zero; every failure is a
  * distinct negative value that tells the caller what to do.
@@ -30,5 +32,12 @@ enum nb_err {
 
 /* Short human-readable name for an nb_err value ("ok", "no memory", ...). */
 const char *nb_strerror(int err);
+
+/*
+ * Writes a formatted reason into err (NUL-terminated, truncated to len; nothing when err is NULL
+ * or len is 0) and returns rc: `return nb_errf(err, errlen, NB_E_INVAL, "bad port %d", p);`.
+ */
+int nb_errf(char *err, size_t len, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif
