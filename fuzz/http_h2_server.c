@@ -13,6 +13,7 @@
  * handler after it ended its request, every request the handler received was ended or aborted,
  * and nothing leaks (LeakSanitizer).
  */
+#include "fuzz/fake_stream.h"
 #include "http/server.h"
 #include "platform/err.h"
 #include "platform/loop.h"
@@ -24,72 +25,6 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct nb_loop *loop;
-
-struct fake {
-    struct nb_stream base;
-    struct nb_defer free_d;
-    bool closed;
-    bool paused;
-    bool full;
-};
-
-static struct fake *live_fake;
-
-static void fk_free(struct nb_defer *d)
-{
-    if (d->arg == live_fake)
-        live_fake = NULL;
-    free(d->arg);
-}
-
-static int fk_write(struct nb_stream *s, const void *buf, size_t len)
-{
-    if (((struct fake *)s)->closed)
-        abort(); /* written after close */
-    return NB_OK;
-}
-
-static size_t fk_queued(const struct nb_stream *s)
-{
-    return ((const struct fake *)s)->full ? NB_STREAM_HIGH_WATER : 0;
-}
-
-static void fk_pause(struct nb_stream *s, bool p)
-{
-    struct fake *f = (struct fake *)s;
-    if (f->closed)
-        abort();
-    f->paused = p;
-}
-
-static int fk_shutdown(struct nb_stream *s)
-{
-    return NB_OK;
-}
-
-static void fk_close(struct nb_stream *s, bool abort_)
-{
-    struct fake *f = (struct fake *)s;
-    if (f->closed)
-        abort(); /* closed twice */
-    f->closed = true;
-    nb_defer(loop, &f->free_d, fk_free, f);
-}
-
-static int fk_addrs(const struct nb_stream *s, struct sockaddr_storage *l,
-                    struct sockaddr_storage *p)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(40000)};
-    a.sin_addr.s_addr = htonl(0x7f000001);
-    if (l)
-        memcpy(l, &a, sizeof a);
-    if (p)
-        memcpy(p, &a, sizeof a);
-    return NB_OK;
-}
-
-static const struct nb_stream_vtbl fk_vt = {"fuzz",      fk_write, fk_queued, fk_pause,
-                                            fk_shutdown, fk_close, fk_addrs};
 
 /* ---- the handler ---- */
 
@@ -243,15 +178,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct http_server_opts o = {.max_head = 4096, .max_headers = 16};
     struct http_handler hd = {on_request, NULL};
     struct http_server *srv = http_server_new(loop, &o, &hd);
-    struct fake *f = calloc(1, sizeof *f);
-    live_fake = f;
-    nb_stream_init(&f->base, &fk_vt, loop);
+    struct fuzz_conn *f = fuzz_conn_new(loop);
     if (http_server_accept_h2(srv, &f->base, NULL) != NB_OK)
         abort();
     f->base.cbs->on_data(f->base.arg, &f->base, (const uint8_t *)preface, sizeof preface - 1);
     size_t off = 0;
     unsigned k = 0, stalled = 0;
-    while (off < size && live_fake && !f->closed && stalled < 8) {
+    while (off < size && fuzz_live && !f->closed && stalled < 8) {
         size_t piece = 1 + (size_t)((sizes >> (k % 8)) & 0x3f) * (1 + k % 5) * 4;
         if (piece > size - off)
             piece = size - off;
@@ -263,7 +196,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else {
             stalled++;
         }
-        if (!f->full && live_fake && !f->closed)
+        if (!f->full && fuzz_live && !f->closed)
             nb_stream__check_drain(&f->base);
         nb_loop_run_once(loop, 0);
         k++;
@@ -281,7 +214,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     for (int i = 0; i < 4; i++)
         nb_loop_run_once(loop, 0);
-    if (live_fake && !f->closed && f->base.cbs && f->base.cbs->on_eof)
+    if (fuzz_live && !f->closed && f->base.cbs && f->base.cbs->on_eof)
         f->base.cbs->on_eof(f->base.arg, &f->base);
     for (int i = 0; i < 4; i++)
         nb_loop_run_once(loop, 0);

@@ -10,6 +10,7 @@
  * the handler after it ended its request, every request the handler received ended (or was
  * aborted by the server), and nothing leaks (LeakSanitizer).
  */
+#include "fuzz/fake_stream.h"
 #include "http/server.h"
 #include "platform/err.h"
 #include "platform/loop.h"
@@ -21,76 +22,6 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct nb_loop *loop;
-
-struct fake {
-    struct nb_stream base;
-    struct nb_defer free_d;
-    bool closed;
-    bool paused;
-    bool full;
-    size_t written;
-};
-
-static struct fake *live_fake; /* the current connection's stream until it is freed */
-
-static void fk_free(struct nb_defer *d)
-{
-    if (d->arg == live_fake)
-        live_fake = NULL;
-    free(d->arg);
-}
-
-static int fk_write(struct nb_stream *s, const void *buf, size_t len)
-{
-    struct fake *f = (struct fake *)s;
-    if (f->closed)
-        abort(); /* written after close */
-    f->written += len;
-    return NB_OK;
-}
-
-static size_t fk_queued(const struct nb_stream *s)
-{
-    const struct fake *f = (const struct fake *)s;
-    return f->full ? NB_STREAM_HIGH_WATER : 0;
-}
-
-static void fk_pause(struct nb_stream *s, bool p)
-{
-    struct fake *f = (struct fake *)s;
-    if (f->closed)
-        abort();
-    f->paused = p;
-}
-
-static int fk_shutdown(struct nb_stream *s)
-{
-    return NB_OK;
-}
-
-static void fk_close(struct nb_stream *s, bool abort_)
-{
-    struct fake *f = (struct fake *)s;
-    if (f->closed)
-        abort(); /* closed twice */
-    f->closed = true;
-    nb_defer(loop, &f->free_d, fk_free, f);
-}
-
-static int fk_addrs(const struct nb_stream *s, struct sockaddr_storage *l,
-                    struct sockaddr_storage *p)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(40000)};
-    a.sin_addr.s_addr = htonl(0x7f000001);
-    if (l)
-        memcpy(l, &a, sizeof a);
-    if (p)
-        memcpy(p, &a, sizeof a);
-    return NB_OK;
-}
-
-static const struct nb_stream_vtbl fk_vt = {"fuzz",      fk_write, fk_queued, fk_pause,
-                                            fk_shutdown, fk_close, fk_addrs};
 
 /* ---- the handler ---- */
 
@@ -232,16 +163,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct http_server_opts o = {.max_head = 4096, .max_headers = 16};
     struct http_handler hd = {on_request, NULL};
     struct http_server *srv = http_server_new(loop, &o, &hd);
-    struct fake *f = calloc(1, sizeof *f);
-    live_fake = f;
-    nb_stream_init(&f->base, &fk_vt, loop);
+    struct fuzz_conn *f = fuzz_conn_new(loop);
     struct http_conn_info info = {0};
     if (http_server_accept(srv, &f->base, &info) != NB_OK)
         abort();
     /* Feed the input in pieces; the piece size cycles through a pattern from the input. */
     size_t off = 0;
     unsigned k = 0, stalled = 0;
-    while (off < size && live_fake && !f->closed && stalled < 8) {
+    while (off < size && fuzz_live && !f->closed && stalled < 8) {
         size_t piece = 1 + (size_t)((sizes >> (k % 8)) & 0x3f) * (1 + k % 3);
         if (piece > size - off)
             piece = size - off;
@@ -258,7 +187,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         nb_loop_run_once(loop, 0);
         k++;
     }
-    if (live_fake && !f->closed && f->base.cbs && f->base.cbs->on_eof)
+    if (fuzz_live && !f->closed && f->base.cbs && f->base.cbs->on_eof)
         f->base.cbs->on_eof(f->base.arg, &f->base);
     for (int i = 0; i < 4; i++)
         nb_loop_run_once(loop, 0);
