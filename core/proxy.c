@@ -276,6 +276,15 @@ void nb_proxy_set_main_router(struct nb_proxy *p, struct nb_router *r, int32_t p
 
 /* ---- services ---- */
 
+/* The record's own memory (strings and struct); what it registered elsewhere is the caller's. */
+static void service_dealloc(struct service *svc)
+{
+    free(svc->id);
+    free(svc->account_id);
+    free(svc->domain);
+    free(svc);
+}
+
 static void service_free(struct service *svc)
 {
     struct nb_proxy *p = svc->proxy;
@@ -289,10 +298,7 @@ static void service_free(struct service *svc)
     }
     nb_udp_relay_close(svc->udp);
     svc->udp = NULL;
-    free(svc->id);
-    free(svc->account_id);
-    free(svc->domain);
-    free(svc);
+    service_dealloc(svc);
 }
 
 /* Registers a built service: in the list and the index. NB_OK or NB_E_NOMEM (not linked). */
@@ -402,10 +408,7 @@ fail_route:
     router_release(p, svc->port);
     svc->router = NULL;
 fail:
-    free(svc->id);
-    free(svc->account_id);
-    free(svc->domain);
-    free(svc);
+    service_dealloc(svc);
     return rc;
 }
 
@@ -489,10 +492,7 @@ static int setup_udp(struct nb_proxy *p, const struct nb_mapping *m, char *err, 
              svc->idle_timeout_ms);
     return NB_OK;
 fail:
-    free(svc->id);
-    free(svc->account_id);
-    free(svc->domain);
-    free(svc);
+    service_dealloc(svc);
     return rc;
 }
 
@@ -520,9 +520,7 @@ static int setup_http(struct nb_proxy *p, const struct nb_mapping *m, char *err,
     svc->id = strdup(m->id);
     svc->account_id = strdup(m->account_id ? m->account_id : "");
     if (svc->id == NULL || svc->account_id == NULL) {
-        free(svc->id);
-        free(svc->account_id);
-        free(svc);
+        service_dealloc(svc);
         return NB_E_NOMEM;
     }
     char warn[512] = "";
@@ -537,9 +535,7 @@ static int setup_http(struct nb_proxy *p, const struct nb_mapping *m, char *err,
             http_service_unref(hs); /* the table holds its own reference */
         }
         if (rc != NB_OK) {
-            free(svc->id);
-            free(svc->account_id);
-            free(svc);
+            service_dealloc(svc);
             return rc;
         }
     }
@@ -552,9 +548,7 @@ static int setup_http(struct nb_proxy *p, const struct nb_mapping *m, char *err,
             http_proxy_remove(p->opts.http, svc->id);
         if (svc->http_sni)
             nb_router_remove_service(p->opts.main_router, svc->id);
-        free(svc->id);
-        free(svc->account_id);
-        free(svc);
+        service_dealloc(svc);
         return NB_E_NOMEM;
     }
     nb_debug("proxy", "service %s (http): %s, %u path(s), account %s", svc->id,
