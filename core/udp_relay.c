@@ -410,6 +410,17 @@ static void on_reap(struct nb_timer *t)
     nb_udp_relay_reap(t->arg);
 }
 
+/* The relay's own memory; the socket, timer and sessions are the caller's to have stopped. */
+static void relay_dealloc(struct nb_udp_relay *r)
+{
+    free(r->buckets);
+    free(r->service_id);
+    free(r->account_id);
+    free(r->host);
+    auth_restrict_unref(r->restrictions);
+    free(r);
+}
+
 int nb_udp_relay_new(struct nb_loop *loop, const struct nb_udp_relay_opts *o,
                      struct nb_udp_relay **out, char *err, size_t errlen)
 {
@@ -462,12 +473,7 @@ int nb_udp_relay_new(struct nb_loop *loop, const struct nb_udp_relay_opts *o,
 fail:
     if (r->fd >= 0)
         close(r->fd);
-    free(r->buckets);
-    free(r->service_id);
-    free(r->account_id);
-    free(r->host);
-    auth_restrict_unref(r->restrictions);
-    free(r);
+    relay_dealloc(r);
     return rc;
 }
 
@@ -480,12 +486,7 @@ void nb_udp_relay_close(struct nb_udp_relay *r)
     nb_timer_cancel(&r->reap_timer);
     while (r->oldest)
         session_end(r->oldest, "service closed");
-    free(r->buckets);
-    free(r->service_id);
-    free(r->account_id);
-    free(r->host);
-    auth_restrict_unref(r->restrictions);
-    free(r);
+    relay_dealloc(r);
 }
 
 uint32_t nb_udp_relay_sessions(const struct nb_udp_relay *r)
